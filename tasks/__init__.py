@@ -1,0 +1,1 @@
+"""mmstack: idempotent operations for a self-hosted LLM multimodal stack."""

@@ -1,0 +1,122 @@
+"""The per-invocation context every task builds first: where the stack is, how to report.
+
+Values resolve as task argument > Invoke config (``mmstack.*``) > built-in default; the
+defaults live next to each collection in ``ns.configure``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke import Context, Exit
+
+from .errors import MmstackError
+from .lock import stack_lock
+from .report import Reporter
+
+STATE_DIR_NAME = ".mmstack"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_value(c: Context, key: str, default: Any = None) -> Any:
+    """Read ``mmstack.<key>`` from the Invoke config (dotted keys allowed)."""
+    node: Any = c.config.get("mmstack", {})
+    for part in key.split("."):
+        try:
+            node = node[part]
+        except (KeyError, TypeError):
+            return default
+    return default if node is None else node
+
+
+def resolve(arg: Any, c: Context, key: str, default: Any = None) -> Any:
+    """argument > config > default."""
+    if arg is not None:
+        return arg
+    return config_value(c, key, default)
+
+
+def stack_dir_of(c: Context) -> Path:
+    """The directory holding the stack: config ``mmstack.stack_dir``, ``$MMSTACK_DIR``, or cwd."""
+    configured = config_value(c, "stack_dir") or os.environ.get("MMSTACK_DIR")
+    return Path(configured).resolve() if configured else Path.cwd()
+
+
+@dataclass
+class Run:
+    """One task invocation: stack location, check/diff/json flags and the reporter."""
+
+    c: Context
+    stack: Path
+    reporter: Reporter
+    check: bool = False
+    diff: bool = False
+    json: bool = False
+    _extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def start(
+        cls,
+        c: Context,
+        *,
+        check: bool = False,
+        diff: bool = False,
+        json: bool = False,
+        reporter: Reporter | None = None,
+    ) -> "Run":
+        verbose = bool(config_value(c, "verbose", False))
+        rep = reporter or Reporter(json_mode=json, show_diff=diff, check=check, verbose=verbose)
+        return cls(c, stack_dir_of(c), rep, check, diff, json)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.stack / STATE_DIR_NAME
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise runs that may write; check mode reads only, so it takes no lock."""
+        if self.check:
+            yield
+            return
+        timeout = float(config_value(self.c, "lock_timeout", 10))
+        with stack_lock(self.state_dir, timeout=timeout):
+            yield
+
+    def add_output(self, key: str, value: Any) -> None:
+        """Extra data for the JSON document printed by `finish`."""
+        self._extra[key] = value
+
+    def finish(self) -> None:
+        """Print the recap; exit non-zero when anything failed."""
+        self.reporter.recap(self._extra or None)
+        if self.reporter.failed_any:
+            raise Exit(code=2)
+
+
+def boundary(func: F) -> F:
+    """Turn typed mmstack errors into a clean `invoke.Exit`: message on stderr, no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MmstackError as exc:
+            raise Exit(f"error: {exc}", code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=130) from None
+        except BrokenPipeError:
+            # The reader of a pipeline went away (`inv status --json | head`): not our error.
+            try:
+                sys.stdout = open(os.devnull, "w")
+            except OSError:
+                pass
+            raise Exit(code=141) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""mmstack remote."""
