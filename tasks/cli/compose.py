@@ -1,0 +1,107 @@
+"""Schema, compose generation and env rendering: `validate-schema`, `generate-compose`,
+`render-env`, `validate-compose`."""
+
+from __future__ import annotations
+
+import subprocess
+
+from invoke import Collection, Context, task
+
+from ..engine.run import Run, boundary, config_value
+
+
+@task(help={
+    "json": "print the result (or every error) as JSON",
+})
+@boundary
+def validate_schema(c: Context, json: bool = False) -> None:
+    """Validate schemas/compose-schema.yaml (and mmstack.yaml): shape, references, ports."""
+    from ..engine.errors import MmstackError, MultiError
+    from ..schema.steps import validate_schema_step
+
+    run = Run.start(c, json=json)
+    try:
+        validate_schema_step(run)
+    except MmstackError as exc:
+        if not json:
+            raise
+        errors = exc.errors if isinstance(exc, MultiError) else [exc]
+        run.add_output("errors", [
+            {"file": e.file, "line": e.line, "key_path": e.key_path, "message": e.message, "fix": e.fix}
+            for e in errors
+        ])
+        run.reporter.failed(errors[0].file or "schema", f"{len(errors)} error(s)")
+    run.finish()
+
+
+@task(help={
+    "check": "change nothing; report what would change",
+    "diff": "show a unified diff of every file that changes",
+    "json": "print the results as JSON",
+})
+@boundary
+def generate_compose(c: Context, check: bool = False, diff: bool = False, json: bool = False) -> None:
+    """Write compose.yml and compose.<environment>.yml from the schema."""
+    from ..schema.steps import generate_compose_step, validate_schema_step
+
+    run = Run.start(c, check=check, diff=diff, json=json)
+    with run.locked():
+        stack = validate_schema_step(run)
+        generate_compose_step(run, stack)
+    run.finish()
+
+
+@task(help={
+    "env": "render only this environment (default: all)",
+    "check": "change nothing; report what would change",
+    "diff": "show a unified diff (secret values masked)",
+    "json": "print the results as JSON",
+})
+@boundary
+def render_env(c: Context, env: str | None = None, check: bool = False, diff: bool = False,
+               json: bool = False) -> None:
+    """Render env-templates/*.env.j2 into env/<environment>/*.env (0600, secrets included)."""
+    from ..schema.steps import render_env_step, validate_schema_step
+
+    run = Run.start(c, check=check, diff=diff, json=json)
+    with run.locked():
+        stack = validate_schema_step(run)
+        render_env_step(run, stack, env)
+    run.finish()
+
+
+@task(help={
+    "env": "validate only this environment's file set (default: all)",
+    "json": "print the results as JSON",
+})
+@boundary
+def validate_compose(c: Context, env: str | None = None, json: bool = False) -> None:
+    """Check every generated file set with the real `docker compose config --quiet`."""
+    from ..schema.model import load_stack
+    from ..schema.steps import environments_selected
+    from ..schema.filesets import file_sets
+    from ..stack.composecmd import find_compose_command
+
+    run = Run.start(c, json=json)
+    run.reporter.task("validate-compose")
+    stack = load_stack(run.stack)
+    compose = find_compose_command(config_value(c, "compose_command"))
+    for fs in file_sets(stack, environments_selected(stack, env)):
+        # Full `config` (not just --quiet) also resolves env_file references; its output holds
+        # secret values from the env files, so it is discarded unread.
+        argv = [*compose, "--project-directory", str(run.stack), *fs.args(), "config"]
+        proc = subprocess.run(argv, cwd=run.stack, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        if proc.returncode == 0:
+            run.reporter.ok(fs.label)
+        else:
+            run.reporter.failed(fs.label, proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "invalid")
+    run.finish()
+
+
+ns = Collection("compose")
+ns.add_task(validate_schema, "validate-schema")
+ns.add_task(generate_compose, "generate-compose")
+ns.add_task(render_env, "render-env")
+ns.add_task(validate_compose, "validate-compose")
+ns.configure({"mmstack": {"compose_command": None, "lock_timeout": 10}})

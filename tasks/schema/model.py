@@ -1,0 +1,497 @@
+"""Load, validate and resolve the compose schema into per-environment service models.
+
+`load_stack(stack_dir)` is the single entry point: it reads the schema and the optional
+`mmstack.yaml` settings, validates both (Cerberus for shape, then the cross-references Cerberus
+cannot see), and returns a `Stack` that can resolve the merged services of any environment.
+All problems found are reported together, each with file, line, key path and a fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from cerberus import Validator
+
+from ..engine.errors import MmstackError, MultiError, SchemaError
+from . import rules
+from .merge import MergeError, merge, resolve_operators
+from .yamlsrc import KeyPath, YamlSource, format_path, load_yaml
+
+SCHEMA_PATH = Path("schemas/compose-schema.yaml")
+SETTINGS_PATH = Path("mmstack.yaml")
+TEMPLATES_DIR = Path("env-templates")
+RESERVED_NAMES = {"base", "compose", "all", "default"}
+UNPINNED_TAGS = {"latest", "main", "master", "stable", "edge", "nightly", "dev"}
+
+
+@dataclass
+class Environment:
+    name: str
+    description: str
+    services: list[str]
+    gpu: bool
+    settings: dict[str, Any]
+    overrides: dict[str, Any]
+
+
+@dataclass
+class Stack:
+    """A validated schema plus local settings, ready to resolve environments."""
+
+    root: Path
+    source: YamlSource
+    data: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    # -- plain accessors ----------------------------------------------------------------------
+    @property
+    def project(self) -> str:
+        return str(self.settings.get("project") or self.data["project"])
+
+    @property
+    def schema_file(self) -> str:
+        return self.source.file
+
+    @property
+    def service_names(self) -> list[str]:
+        return list(self.data["services"])
+
+    @property
+    def environment_names(self) -> list[str]:
+        return list(self.data["environments"])
+
+    @property
+    def stack_names(self) -> list[str]:
+        return list(self.data["stacks"])
+
+    @property
+    def secret_declarations(self) -> dict[str, dict[str, Any]]:
+        return {k: dict(v or {}) for k, v in (self.data.get("secrets") or {}).items()}
+
+    @property
+    def host_port_offset(self) -> int:
+        return int(self.settings.get("host_port_offset", 0))
+
+    def stack_of(self, service: str) -> str | None:
+        for name, stack in self.data["stacks"].items():
+            if service in stack["services"]:
+                return name
+        return None
+
+    # -- resolution -----------------------------------------------------------------------------
+    @cached_property
+    def _templates(self) -> dict[str, dict[str, Any]]:
+        return self.data.get("healthchecks") or {}
+
+    def environment(self, name: str) -> Environment:
+        envs = self.data["environments"]
+        if name not in envs:
+            raise SchemaError(
+                f"unknown environment {name!r}",
+                file=self.schema_file,
+                key_path="environments",
+                fix=f"use one of: {', '.join(envs)}",
+            )
+        raw = envs[name] or {}
+        wanted: list[str] = []
+        for stack in raw.get("stacks") or []:
+            wanted.extend(self.data["stacks"][stack]["services"])
+        wanted.extend(raw.get("services") or [])
+        return Environment(
+            name=name,
+            description=raw.get("description", ""),
+            services=self.dependency_closure(wanted),
+            gpu=bool(raw.get("gpu", False)),
+            settings=dict(raw.get("settings") or {}),
+            overrides=dict(raw.get("overrides") or {}),
+        )
+
+    def dependency_closure(self, names: list[str]) -> list[str]:
+        """``names`` plus everything they depend on, in schema order."""
+        services = self.data["services"]
+        seen: set[str] = set()
+        todo = list(names)
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            todo.extend((services[name].get("depends_on") or {}).keys())
+        return [s for s in services if s in seen]
+
+    def resolved_services(self, env: str | None = None) -> dict[str, dict[str, Any]]:
+        """Every service with defaults merged in (and the environment's overrides, if given)."""
+        overrides: dict[str, Any] = self.environment(env).overrides if env else {}
+        return _resolve_services(self.data, overrides, self.schema_file)
+
+    def image_of(self, name: str, spec: dict[str, Any]) -> str:
+        override = (self.settings.get("images") or {}).get(name)
+        if override:
+            return str(override)
+        image = spec["image"]
+        if isinstance(image, dict):
+            custom = {**(self.data.get("images") or {}), **(self.settings.get("custom_images") or {})}
+            registry = str(custom.get("registry", "")).rstrip("/")
+            tag = str(custom.get("tag", ""))
+            return f"{registry}/{image['custom']}:{tag}" if registry else f"{image['custom']}:{tag}"
+        return str(image)
+
+
+def _resolve_services(data: dict[str, Any], overrides: dict[str, Any], file: str) -> dict[str, dict[str, Any]]:
+    try:
+        defaults = merge(data.get("defaults") or {}, overrides.get("defaults") or {},
+                         ("environments", "overrides", "defaults"))
+        templates = merge(data.get("healthchecks") or {}, overrides.get("healthchecks") or {},
+                          ("healthchecks",))
+        out: dict[str, dict[str, Any]] = {}
+        svc_over = overrides.get("services") or {}
+        for name, raw in data["services"].items():
+            # A service's own value replaces a default (that is what "unless it says otherwise"
+            # means); an environment override of a list must say how (strict).
+            spec = merge(defaults, raw, ("services", name), strict_lists=False)
+            if name in svc_over:
+                spec = merge(spec, svc_over[name], ("overrides", "services", name))
+            spec = resolve_operators(spec, ("services", name))
+            spec["healthcheck"] = _expand_healthcheck(spec.get("healthcheck"), templates)
+            out[name] = spec
+        return out
+    except MergeError as exc:
+        raise SchemaError(exc.message, file=file, key_path=format_path(exc.path), fix=exc.fix) from None
+
+
+def _expand_healthcheck(ref: dict[str, Any] | None, templates: dict[str, Any]) -> dict[str, Any] | None:
+    if not ref or ref.get("disable"):
+        return None
+    merged: dict[str, Any] = {}
+    if "template" in ref:
+        merged.update(templates[ref["template"]])
+    merged.update({k: v for k, v in ref.items() if k in rules.HEALTHCHECK_FIELDS})
+    port, path = ref.get("port"), ref.get("path", "/")
+    merged["test"] = [part.replace("{port}", str(port)).replace("{path}", path) for part in merged["test"]]
+    return merged
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------------
+
+def load_stack(root: Path, schema_path: Path | None = None, settings_path: Path | None = None) -> Stack:
+    """Read and validate the schema (and `mmstack.yaml`, when present) under ``root``."""
+    root = Path(root)
+    schema_file = schema_path or root / SCHEMA_PATH
+    source = load_yaml(schema_file, _display(schema_file, root))
+    settings_source = None
+    settings_file = settings_path or root / SETTINGS_PATH
+    if settings_file.exists():
+        settings_source = load_yaml(settings_file, _display(settings_file, root))
+
+    errors: list[MmstackError] = []
+    if not isinstance(source.data, dict):
+        raise source.error((), "the schema must be a YAML mapping at the top level",
+                           fix="start from the shipped schemas/compose-schema.yaml")
+    settings: dict[str, Any] = {}
+    if settings_source is not None:
+        if settings_source.data is None:
+            settings_source.data = {}
+        if not isinstance(settings_source.data, dict):
+            raise settings_source.error((), "mmstack.yaml must be a mapping")
+        errors += cerberus_errors(settings_source, rules.SETTINGS)
+        settings = settings_source.data
+
+    errors += cerberus_errors(source, rules.SCHEMA)
+    if errors:
+        raise MultiError(errors)
+
+    data = source.data
+    local = (settings.get("overrides") or {}) if settings else {}
+    if local:
+        # mmstack.yaml overrides are applied as if they were written in the schema.
+        try:
+            data = dict(data)
+            data["defaults"] = merge(data.get("defaults") or {}, local.get("defaults") or {}, ("overrides", "defaults"))
+            data["healthchecks"] = merge(data.get("healthchecks") or {}, local.get("healthchecks") or {}, ("overrides", "healthchecks"))
+            services = dict(data["services"])
+            for name, over in (local.get("services") or {}).items():
+                if name not in services:
+                    assert settings_source is not None
+                    raise MultiError([settings_source.error(("overrides", "services", name),
+                                      f"unknown service {name!r}", fix=f"use one of: {', '.join(services)}")])
+                services[name] = merge(services[name], over, ("overrides", "services", name))
+            data["services"] = services
+        except MergeError as exc:
+            assert settings_source is not None
+            raise MultiError([settings_source.error(exc.path, exc.message, exc.fix)]) from None
+
+    stack = Stack(root=root, source=source, data=data, settings=settings)
+    errors += semantic_errors(stack, settings_source)
+    if errors:
+        raise MultiError(errors)
+    return stack
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def cerberus_errors(source: YamlSource, schema: dict[str, Any]) -> list[MmstackError]:
+    validator = Validator(schema, allow_unknown=False)
+    if validator.validate(source.data):
+        return []
+    out: list[MmstackError] = []
+    for path, message in _flatten(validator.errors, ()):
+        out.append(source.error(path, _explain(message), fix=_fix_for(message, path)))
+    return out
+
+
+def _flatten(tree: Any, path: KeyPath) -> list[tuple[KeyPath, str]]:
+    found: list[tuple[KeyPath, str]] = []
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            found += _flatten(value, path + (key,))
+    elif isinstance(tree, list):
+        for item in tree:
+            if isinstance(item, str):
+                found.append((path, item))
+            else:
+                found += _flatten(item, path)
+    return found
+
+
+def _explain(message: str) -> str:
+    if message == "unknown field":
+        return "unknown key"
+    return message
+
+
+def _fix_for(message: str, path: KeyPath) -> str | None:
+    if message == "unknown field":
+        return "remove it or check its spelling (see the comments at the top of the schema)"
+    if message == "required field":
+        return f"add {path[-1]!r} here"
+    if message.startswith("must be of"):
+        return "change the value to the expected type"
+    if message.startswith("value does not match regex"):
+        return "see the allowed format in the schema's comments"
+    return None
+
+
+def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[MmstackError]:
+    """Cross-references and invariants Cerberus cannot express."""
+    src, data = stack.source, stack.data
+    errs: list[MmstackError] = []
+    services: dict[str, Any] = data["services"]
+    networks = set(data.get("networks") or {})
+    volumes = set(data.get("volumes") or {})
+    templates = set(data.get("healthchecks") or {})
+    stacks: dict[str, Any] = data["stacks"]
+    envs: dict[str, Any] = data["environments"]
+
+    def err(path: KeyPath, message: str, fix: str | None = None) -> None:
+        errs.append(src.error(path, message, fix))
+
+    # Stacks: every service belongs to one, and only real services are listed.
+    placed: dict[str, str] = {}
+    for sname, stack_def in stacks.items():
+        if sname in RESERVED_NAMES:
+            err(("stacks", sname), f"{sname!r} is a reserved name", fix="pick another name")
+        for i, svc in enumerate(stack_def["services"]):
+            if svc not in services:
+                err(("stacks", sname, "services", i), f"unknown service {svc!r}",
+                    fix=f"declare it under services, or remove it from stack {sname!r}")
+            elif svc in placed:
+                err(("stacks", sname, "services", i),
+                    f"service {svc!r} is already in stack {placed[svc]!r}",
+                    fix="a service belongs to exactly one stack")
+            else:
+                placed[svc] = sname
+    for svc in services:
+        if svc not in placed:
+            err(("services", svc), f"service {svc!r} is in no stack",
+                fix="add it to one of stacks.*.services")
+
+    # Services: references to templates, networks, volumes, other services; pinned images.
+    try:
+        resolved = stack.resolved_services()
+    except MmstackError as exc:
+        return errs + [exc]
+    for svc, spec in resolved.items():
+        raw = services[svc]
+        image = raw.get("image")
+        if isinstance(image, str):
+            _check_image(image, ("services", svc, "image"), err)
+        elif isinstance(image, dict) and set(image) != {"custom"}:
+            err(("services", svc, "image"), "an image mapping takes exactly one key, 'custom'",
+                fix="write image: {custom: NAME}, or a pinned image reference")
+        hc = raw.get("healthcheck") or {}
+        if hc.get("template") and hc["template"] not in templates:
+            err(("services", svc, "healthcheck", "template"), f"unknown healthcheck template {hc['template']!r}",
+                fix=f"use one of: {', '.join(sorted(templates))}")
+        elif hc.get("template") and "{port}" in " ".join(data["healthchecks"][hc["template"]]["test"]) and "port" not in hc:
+            err(("services", svc, "healthcheck"), f"template {hc['template']!r} needs a port",
+                fix="add port: <container port> to the healthcheck")
+        if raw.get("env_template"):
+            tpl = stack.root / TEMPLATES_DIR / f"{raw['env_template']}.env.j2"
+            if not tpl.exists():
+                err(("services", svc, "env_template"), f"template {tpl.name} does not exist",
+                    fix=f"create {TEMPLATES_DIR}/{tpl.name} or correct the name")
+        errs.extend(_resolved_shape_errors(src, svc, spec))
+        for i, net in enumerate(spec.get("networks") or []):
+            if isinstance(net, str) and net not in networks:
+                err(("services", svc, "networks"), f"network {net!r} is not declared",
+                    fix=f"add it under networks:, or use one of: {', '.join(sorted(networks))}")
+        for i, mount in enumerate(spec.get("volumes") or []):
+            if isinstance(mount, dict) and mount.get("source") not in volumes:
+                err(("services", svc, "volumes", i), f"volume {mount.get('source')!r} is not declared",
+                    fix="add it under volumes:")
+        container_ports: set[tuple[int, str]] = set()
+        for i, port in enumerate(spec.get("ports") or []):
+            if isinstance(port, dict):
+                key = (port.get("container"), port.get("protocol", "tcp"))
+                if key in container_ports:
+                    err(("services", svc, "ports", i), f"container port {key[0]} is listed twice")
+                container_ports.add(key)  # type: ignore[arg-type]
+        for dep, cond in (raw.get("depends_on") or {}).items():
+            if dep not in services:
+                err(("services", svc, "depends_on", dep), f"depends on unknown service {dep!r}",
+                    fix=f"declare {dep!r} under services or remove the dependency")
+            elif dep == svc:
+                err(("services", svc, "depends_on", dep), "a service cannot depend on itself")
+            elif cond == "healthy" and resolved[dep].get("healthcheck") is None:
+                err(("services", svc, "depends_on", dep),
+                    f"waits for {dep!r} to be healthy, but {dep!r} has no healthcheck",
+                    fix=f"give {dep!r} a healthcheck, or use condition 'started'")
+    errs.extend(_cycle_errors(src, services))
+
+    # Secrets: generation rules must be satisfiable.
+    for name, rule in (data.get("secrets") or {}).items():
+        rule = rule or {}
+        if rule.get("kind") == "hex" and "length" in rule:
+            err(("secrets", name, "length"), "a hex secret is sized with 'bytes', not 'length'")
+        if "length" in rule and len(rule.get("prefix", "")) + 8 > rule["length"]:
+            err(("secrets", name, "length"), "length leaves fewer than 8 random characters after the prefix",
+                fix="raise length or shorten prefix")
+
+    # Environments: names, references, overrides, and host ports per environment.
+    if not envs:
+        err(("environments",), "at least one environment is required")
+    for ename, env in envs.items():
+        env = env or {}
+        if ename in RESERVED_NAMES:
+            err(("environments", ename), f"{ename!r} is a reserved name",
+                fix="pick another name (it would clash with compose.yml or a built-in)")
+        if ename in stacks:
+            err(("environments", ename), f"environment {ename!r} has the same name as a stack",
+                fix="rename one: both become compose profiles and would be merged")
+        if not env.get("stacks") and not env.get("services"):
+            err(("environments", ename), "the environment runs no services",
+                fix="add stacks: [...] or services: [...]")
+        for i, sname in enumerate(env.get("stacks") or []):
+            if sname not in stacks:
+                err(("environments", ename, "stacks", i), f"unknown stack {sname!r}",
+                    fix=f"use one of: {', '.join(stacks)}")
+        for i, svc in enumerate(env.get("services") or []):
+            if svc not in services:
+                err(("environments", ename, "services", i), f"unknown service {svc!r}")
+        over = env.get("overrides") or {}
+        for svc in (over.get("services") or {}):
+            if svc not in services:
+                err(("environments", ename, "overrides", "services", svc), f"override for unknown service {svc!r}")
+        for tpl in (over.get("healthchecks") or {}):
+            if tpl not in templates:
+                err(("environments", ename, "overrides", "healthchecks", tpl), f"unknown healthcheck template {tpl!r}")
+    if errs:
+        return errs
+    for ename in envs:
+        try:
+            env_model = stack.environment(ename)
+            env_services = stack.resolved_services(ename)
+        except MmstackError as exc:
+            errs.append(exc)
+            continue
+        for svc in (env_model.overrides.get("services") or {}):
+            for e in _resolved_shape_errors(src, svc, env_services[svc]):
+                e.key_path = f"environments.{ename}.overrides.{e.key_path}"
+                e.line = src.line_of(("environments", ename, "overrides", "services", svc))
+                errs.append(e)
+        errs.extend(_port_conflicts(stack, ename, env_model, env_services))
+    return errs
+
+
+def _check_image(image: str, path: KeyPath, err: Any) -> None:
+    name, _, tag = image.rpartition(":")
+    if "@sha256:" in image:
+        return
+    if not name or "/" in tag:
+        err(path, f"image {image!r} has no tag", fix="pin a version, e.g. postgres:16.4")
+    elif tag.lower() in UNPINNED_TAGS:
+        err(path, f"image tag {tag!r} is not pinned", fix="pin a released version instead of a moving tag")
+
+
+def _resolved_shape_errors(src: YamlSource, svc: str, spec: dict[str, Any]) -> list[MmstackError]:
+    """Validate one fully merged service strictly (no operators, exact element types)."""
+    check = {k: v for k, v in spec.items() if k != "healthcheck"}
+    validator = Validator(rules.RESOLVED_SERVICE, allow_unknown=False)
+    if validator.validate(check):
+        return []
+    return [src.error(("services", svc) + path, msg, fix=_fix_for(msg, path))
+            for path, msg in _flatten(validator.errors, ())]
+
+
+def _cycle_errors(src: YamlSource, services: dict[str, Any]) -> list[MmstackError]:
+    state: dict[str, int] = {}
+    errors: list[MmstackError] = []
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == 2 or name not in services:
+            return
+        if state.get(name) == 1:
+            cycle = trail[trail.index(name):] + [name]
+            errors.append(src.error(("services", trail[-1], "depends_on"),
+                                    f"dependency cycle: {' -> '.join(cycle)}",
+                                    fix="remove one of these depends_on entries"))
+            return
+        state[name] = 1
+        for dep in (services[name].get("depends_on") or {}):
+            visit(dep, trail + [name])
+        state[name] = 2
+
+    for name in services:
+        if not errors:
+            visit(name, [])
+    return errors
+
+
+def _port_conflicts(stack: Stack, ename: str, env: Environment,
+                    specs: dict[str, dict[str, Any]]) -> list[MmstackError]:
+    bind = env.settings.get("bind_address", "0.0.0.0")
+    used: dict[tuple[int, str], tuple[str, str]] = {}
+    errors: list[MmstackError] = []
+    for svc in env.services:
+        for i, port in enumerate(specs[svc].get("ports") or []):
+            host = port.get("host")
+            if host is None:
+                continue
+            ip = port.get("host_ip", bind)
+            proto = port.get("protocol", "tcp")
+            key = (host, proto)
+            if key in used:
+                other_svc, other_ip = used[key]
+                if ip == other_ip or "0.0.0.0" in (ip, other_ip):
+                    errors.append(stack.source.error(
+                        ("services", svc, "ports", i),
+                        f"host port {host}/{proto} is already used by {other_svc!r} in environment {ename!r}",
+                        fix="give one of them another host port",
+                    ))
+                    continue
+            used[key] = (svc, ip)
+    return errors
+
+
+_ = re  # kept for callers that format names; avoids an unused-import lint in some setups
