@@ -92,10 +92,12 @@ def validate_compose(c: Context, env: str | None = None, json: bool = False) -> 
         argv = [*compose, "--project-directory", str(run.stack), *fs.args(), "config"]
         proc = subprocess.run(argv, cwd=run.stack, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
-        if proc.returncode == 0:
+        # Some Compose builds print "env file ... not found" yet exit 0: anything on stderr fails.
+        problem = proc.stderr.strip()
+        if proc.returncode == 0 and not problem:
             run.reporter.ok(fs.label)
         else:
-            run.reporter.failed(fs.label, proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "invalid")
+            run.reporter.failed(fs.label, problem.splitlines()[-1] if problem else f"exit {proc.returncode}")
     run.finish()
 
 

@@ -18,7 +18,8 @@ def stack_lock(state_dir: Path, timeout: float = 10.0, poll: float = 0.1) -> Ite
     """Hold an exclusive ``flock`` on ``state_dir/lock`` for the duration of the block.
 
     The lock dies with the process (flock semantics), so a crashed run never leaves a stale
-    lock behind. The holder's pid is written into the file to make the error useful.
+    lock behind. The file's content is never written: a run that changes nothing must leave
+    every mtime alone, the lock file's included.
     """
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = state_dir / "lock"
@@ -33,23 +34,12 @@ def stack_lock(state_dir: Path, timeout: float = 10.0, poll: float = 0.1) -> Ite
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 if time.monotonic() >= deadline:
-                    holder = _read_holder(path)
                     raise LockError(
-                        f"another mmstack run{holder} holds the lock",
+                        f"another mmstack run has held the lock for {timeout:g}s",
                         file=str(path),
                         fix="wait for it to finish, or stop it; the lock is released when that process exits",
                     ) from None
                 time.sleep(poll)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
-
-
-def _read_holder(path: Path) -> str:
-    try:
-        pid = path.read_text().strip()
-    except OSError:
-        return ""
-    return f" (pid {pid})" if pid.isdigit() else ""

@@ -240,9 +240,21 @@ def _display(path: Path, root: Path) -> str:
         return str(path)
 
 
+_VALIDATORS: dict[int, Validator] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Validator:
+    """One Validator per rule set: building one re-checks the rules, which is the slow part."""
+    key = id(schema)
+    if key not in _VALIDATORS:
+        _VALIDATORS[key] = Validator(schema, allow_unknown=False)
+    return _VALIDATORS[key]
+
+
 def cerberus_errors(source: YamlSource, schema: dict[str, Any]) -> list[MmstackError]:
-    validator = Validator(schema, allow_unknown=False)
-    if validator.validate(source.data):
+    validator = _validator(schema)
+    # normalize=False: the document is validated as written, never rewritten with defaults.
+    if validator.validate(source.data, normalize=False):
         return []
     out: list[MmstackError] = []
     for path, message in _flatten(validator.errors, ()):
@@ -437,8 +449,8 @@ def _check_image(image: str, path: KeyPath, err: Any) -> None:
 def _resolved_shape_errors(src: YamlSource, svc: str, spec: dict[str, Any]) -> list[MmstackError]:
     """Validate one fully merged service strictly (no operators, exact element types)."""
     check = {k: v for k, v in spec.items() if k != "healthcheck"}
-    validator = Validator(rules.RESOLVED_SERVICE, allow_unknown=False)
-    if validator.validate(check):
+    validator = _validator(rules.RESOLVED_SERVICE)
+    if validator.validate(check, normalize=False):
         return []
     return [src.error(("services", svc) + path, msg, fix=_fix_for(msg, path))
             for path, msg in _flatten(validator.errors, ())]
