@@ -25,6 +25,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import MmstackError
+
+if TYPE_CHECKING:
+    from .report import Reporter
 
 MASK = "********"
 CHECKSUM_RE = re.compile(rb"^# checksum: sha256:([0-9a-f]{64})$", re.MULTILINE)
@@ -90,6 +96,12 @@ def read_fact(path: Path) -> FileFact:
             mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)
     except FileNotFoundError:
         return FileFact(path, None, None)
+    except IsADirectoryError:
+        raise MmstackError("a directory stands where a file belongs", file=str(path),
+                           fix="move the directory away; mmstack never deletes what it did not write") from None
+    except PermissionError:
+        raise MmstackError("permission denied reading the file", file=str(path),
+                           fix="run as the user that owns the stack directory") from None
     return FileFact(path, content, mode)
 
 
@@ -218,8 +230,6 @@ def converge_files(
 
     Returns the number of files that changed (or would change under ``check``).
     """
-    from .report import Reporter  # noqa: F401  (type only; avoids an import cycle at load)
-
     changed = 0
     for want in desired:
         plan = plan_file(read_fact(want.path), want)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from invoke import Context, Exit
+from invoke.exceptions import UnexpectedExit
 
-from .errors import MmstackError
+from .errors import MmstackError, MultiError
 from .lock import stack_lock
 from .report import Reporter
 
@@ -107,10 +108,20 @@ def boundary(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except MultiError as exc:
+            raise Exit(str(exc), code=exc.exit_code) from None  # each line says "error:" already
         except MmstackError as exc:
             raise Exit(f"error: {exc}", code=exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
+        except UnexpectedExit as exc:
+            # A command failed and the task did not expect it; say which, without the
+            # Python traceback (commands never carry secrets, so echoing one is safe).
+            result = exc.result
+            tail = (result.stderr or result.stdout or "").strip().splitlines()[-3:]
+            detail = ("\n  " + "\n  ".join(tail)) if tail else ""
+            raise Exit(f"error: command failed (exit {result.exited}): {result.command}{detail}",
+                       code=1) from None
         except BrokenPipeError:
             # The reader of a pipeline went away (`inv status --json | head`): not our error.
             try:
@@ -118,5 +129,15 @@ def boundary(func: F) -> F:
             except OSError:
                 pass
             raise Exit(code=141) from None
+        except (Exit, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence at the task boundary
+            if os.environ.get("MMSTACK_DEBUG"):
+                raise
+            raise Exit(
+                f"internal error: {type(exc).__name__}: {exc}\n"
+                "  this is a bug in mmstack; rerun with MMSTACK_DEBUG=1 for the traceback",
+                code=70,
+            ) from None
 
     return wrapper  # type: ignore[return-value]

@@ -126,7 +126,8 @@ class Stack:
     def resolved_services(self, env: str | None = None) -> dict[str, dict[str, Any]]:
         """Every service with defaults merged in (and the environment's overrides, if given)."""
         overrides: dict[str, Any] = self.environment(env).overrides if env else {}
-        return _resolve_services(self.data, overrides, self.schema_file)
+        prefix = ("environments", env, "overrides") if env else ("overrides",)
+        return _resolve_services(self.data, overrides, self.source, prefix)
 
     def image_of(self, name: str, spec: dict[str, Any]) -> str:
         override = (self.settings.get("images") or {}).get(name)
@@ -141,10 +142,11 @@ class Stack:
         return str(image)
 
 
-def _resolve_services(data: dict[str, Any], overrides: dict[str, Any], file: str) -> dict[str, dict[str, Any]]:
+def _resolve_services(data: dict[str, Any], overrides: dict[str, Any], source: YamlSource,
+                      prefix: KeyPath) -> dict[str, dict[str, Any]]:
     try:
         defaults = merge(data.get("defaults") or {}, overrides.get("defaults") or {},
-                         ("environments", "overrides", "defaults"))
+                         prefix + ("defaults",))
         templates = merge(data.get("healthchecks") or {}, overrides.get("healthchecks") or {},
                           ("healthchecks",))
         out: dict[str, dict[str, Any]] = {}
@@ -154,21 +156,22 @@ def _resolve_services(data: dict[str, Any], overrides: dict[str, Any], file: str
             # means); an environment override of a list must say how (strict).
             spec = merge(defaults, raw, ("services", name), strict_lists=False)
             if name in svc_over:
-                spec = merge(spec, svc_over[name], ("overrides", "services", name))
+                spec = merge(spec, svc_over[name], prefix + ("services", name))
             spec = resolve_operators(spec, ("services", name))
             spec["healthcheck"] = _expand_healthcheck(spec.get("healthcheck"), templates)
             out[name] = spec
         return out
     except MergeError as exc:
-        raise SchemaError(exc.message, file=file, key_path=format_path(exc.path), fix=exc.fix) from None
+        raise source.error(exc.path, exc.message, exc.fix) from None
 
 
 def _expand_healthcheck(ref: dict[str, Any] | None, templates: dict[str, Any]) -> dict[str, Any] | None:
     if not ref or ref.get("disable"):
         return None
-    merged: dict[str, Any] = {}
+    merged: dict[str, Any] = {"test": []}
     if "template" in ref:
-        merged.update(templates[ref["template"]])
+        # An unknown template is reported by the semantic checks; resolve what we can.
+        merged.update(templates.get(ref["template"]) or {})
     merged.update({k: v for k, v in ref.items() if k in rules.HEALTHCHECK_FIELDS})
     port, path = ref.get("port"), ref.get("path", "/")
     merged["test"] = [part.replace("{port}", str(port)).replace("{path}", path) for part in merged["test"]]
