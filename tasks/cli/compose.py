@@ -106,4 +106,5 @@ ns.add_task(validate_schema, "validate-schema")
 ns.add_task(generate_compose, "generate-compose")
 ns.add_task(render_env, "render-env")
 ns.add_task(validate_compose, "validate-compose")
-ns.configure({"mmstack": {"compose_command": None, "lock_timeout": 10}})
+# lock_timeout is a float so INVOKE_MMSTACK_LOCK_TIMEOUT=0.5 casts cleanly.
+ns.configure({"mmstack": {"compose_command": None, "lock_timeout": 10.0}})
