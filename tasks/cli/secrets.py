@@ -1,0 +1,113 @@
+"""Secrets: `setup-secrets`, `rotate-secrets`, `encrypt-secrets`, `decrypt-secrets`.
+
+Thin tasks: parse arguments, take the lock, call `secrets.api`. Nothing heavy is imported at
+module load (cryptography is imported only when a key is used), so `inv --list` stays fast.
+No task takes a secret or a key as an argument: command lines end up in shell history and `ps`.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection, Context, task
+
+from ..engine.run import Run, boundary
+
+
+@task(help={
+    "env": "only this environment (default: all)",
+    "check": "change nothing; report what would be generated",
+    "diff": "show what changes (values are always masked)",
+    "json": "print the results as JSON",
+})
+@boundary
+def setup_secrets(c: Context, env: str | None = None, check: bool = False, diff: bool = False,
+                  json: bool = False) -> None:
+    """Generate every secret the schema declares, once per environment; existing ones are kept."""
+    from ..schema.steps import validate_schema_step
+    from ..secrets.api import setup_secrets_step
+
+    run = Run.start(c, check=check, diff=diff, json=json)
+    with run.locked():
+        stack = validate_schema_step(run)
+        setup_secrets_step(run, stack, [env] if env else None)
+    run.finish()
+
+
+@task(iterable=["name"], help={
+    "service": "rotate the secrets this service owns (not user names or data keys)",
+    "env": "only this environment (default: all)",
+    "name": "rotate this secret (repeatable)",
+    "include_users": "with --service, also rotate its user names",
+    "render": "re-render the env files of the affected environments (default: yes)",
+    "check": "change nothing; report what would be rotated",
+    "diff": "show what changes (values are always masked)",
+    "json": "print the results as JSON",
+})
+@boundary
+def rotate_secrets(c: Context, service: str | None = None, env: str | None = None,
+                   name: list[str] | None = None, include_users: bool = False, render: bool = True,
+                   check: bool = False, diff: bool = False, json: bool = False) -> None:
+    """Replace only the secrets asked for; say which services must be restarted or re-keyed."""
+    from ..schema.steps import render_env_step, validate_schema_step
+    from ..secrets.api import rotate_secrets_step
+
+    run = Run.start(c, check=check, diff=diff, json=json)
+    with run.locked():
+        stack = validate_schema_step(run)
+        result = rotate_secrets_step(run, stack, service=service, env=env, names=name or None,
+                                     include_users=include_users)
+        envs = [e for e, rotated in result.rotated.items() if rotated]
+        if render and not check and envs:
+            # The restart the report asks for must pick up the new values. The env files' diff
+            # is not shown: its "on disk" side holds the retired values, which nothing masks.
+            show_diff, run.reporter.show_diff = run.reporter.show_diff, False
+            try:
+                for e in envs:
+                    render_env_step(run, stack, e)
+            finally:
+                run.reporter.show_diff = show_diff
+        elif envs and not check:
+            run.reporter.info("run `inv render-env` before restarting those services")
+    run.finish()
+
+
+@task(help={
+    "key_file": "encrypt with the key in this file (default: $MMSTACK_SECRETS_KEY or secrets.key_file)",
+    "new_key": "create a new key in this file (0600; never overwrites) and encrypt with it",
+    "check": "change nothing; report what would be encrypted",
+    "json": "print the results as JSON",
+})
+@boundary
+def encrypt_secrets(c: Context, key_file: str | None = None, new_key: str | None = None,
+                    check: bool = False, json: bool = False) -> None:
+    """Encrypt the secrets store at rest (Fernet); re-encrypts with a new key if given one."""
+    from ..schema.model import load_stack
+    from ..secrets.api import encrypt_secrets_step
+
+    run = Run.start(c, check=check, json=json)
+    with run.locked():
+        encrypt_secrets_step(run, load_stack(run.stack), key_file=key_file, new_key=new_key)
+    run.finish()
+
+
+@task(help={
+    "check": "change nothing; report what would be decrypted",
+    "json": "print the results as JSON",
+})
+@boundary
+def decrypt_secrets(c: Context, check: bool = False, json: bool = False) -> None:
+    """Store the secrets in the clear again (files stay 0600 in a 0700 directory)."""
+    from ..schema.model import load_stack
+    from ..secrets.api import decrypt_secrets_step
+
+    run = Run.start(c, check=check, json=json)
+    with run.locked():
+        decrypt_secrets_step(run, load_stack(run.stack))
+    run.finish()
+
+
+ns = Collection("secrets")
+ns.add_task(setup_secrets, "setup-secrets")
+ns.add_task(rotate_secrets, "rotate-secrets")
+ns.add_task(encrypt_secrets, "encrypt-secrets")
+ns.add_task(decrypt_secrets, "decrypt-secrets")
+ns.configure({"mmstack": {"secrets": {"key_env": "MMSTACK_SECRETS_KEY", "key_file": None}}})
