@@ -12,12 +12,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.errors import ConfigError, MmstackError, SecretsError
+from ..engine.errors import ConfigError, MmstackError, MultiError, SecretsError
 from ..engine.files import MASK
 from ..engine.run import Run, config_value
 from ..schema.model import Stack
 from .consumers import DATA_KEYS, consumers_in, owned_secrets, rekey_note, secret_uses
-from .generate import is_user_kind, validate_secret_value
+from .generate import is_user_kind, rule_problems, validate_secret_value
 from .plan import SecretChange, apply_to, changes, plan_secrets
 from .store import DEFAULT_KEY_ENV, NEW_KEY_HINT, KeyProvider, SecretStore, write_new_key_file
 
@@ -82,6 +82,18 @@ def _converge_modes(run: Run, store: SecretStore) -> None:
         run.reporter.changed(rel, f"mode {old:04o} -> {new:04o} (was readable by others: "
                                   "consider rotating what it held)" if old & 0o077 else
                              f"mode {old:04o} -> {new:04o}")
+
+
+def _declarations(stack: Stack) -> dict[str, dict[str, Any]]:
+    """The schema's secret rules, refusing any from which no safe value can be made."""
+    declared = stack.secret_declarations
+    errors = [SecretsError(problem, file=stack.schema_file,
+                           line=stack.source.line_of(("secrets", name)),
+                           key_path=f"secrets.{name}", fix="correct the rule in the schema")
+              for name, rule in declared.items() for problem in rule_problems(rule)]
+    if errors:
+        raise MultiError(errors)
+    return declared
 
 
 def _environments(stack: Stack, environments: Iterable[str] | None) -> list[str]:
@@ -151,7 +163,7 @@ def setup_secrets_step(run: Run, stack: Stack, environments: list[str] | None = 
     if not store.encrypted and store.keys.available():
         rep.info(f"note: the secrets store is not encrypted; `inv encrypt-secrets` encrypts it "
                  f"with the key from {store.keys.source}")
-    declared = stack.secret_declarations
+    declared = _declarations(stack)
     for env in envs:
         existing = store.load(env)
         plan = plan_secrets(declared, {env: existing}, [env])
@@ -239,7 +251,8 @@ def rotate_secrets_step(run: Run, stack: Stack, service: str | None = None, env:
     envs = _environments(stack, [env] if env else None)
     store = open_store(run, stack)
     _converge_modes(run, store)
-    declared = {n: stack.secret_declarations[n] for n in chosen}
+    rules = _declarations(stack)
+    declared = {n: rules[n] for n in chosen}
     result = RotationResult(skipped=dict(skipped))
 
     plans: dict[str, tuple[dict[str, str], list[SecretChange], list[Any]]] = {}
