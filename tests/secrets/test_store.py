@@ -149,7 +149,8 @@ def test_the_store_is_git_ignored() -> None:
 
     from tests.secrets.helpers import REPO
 
-    proc = subprocess.run(["git", "check-ignore", "-q", ".mmstack/secrets/production.yaml",
-                           ".mmstack/secrets/production.enc", ".mmstack/secrets/.encrypted"],
-                          cwd=REPO, capture_output=True)
-    assert proc.returncode == 0, "the secrets store must be ignored by git (.gitignore: .mmstack/)"
+    paths = [".mmstack/secrets/production.yaml", ".mmstack/secrets/production.enc",
+             ".mmstack/secrets/.encrypted"]
+    proc = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == paths, "the secrets store must be ignored by git (.gitignore: .mmstack/)"
