@@ -378,3 +378,28 @@ def test_rekey_to_a_new_key(stack_dir: Path, tmp_path: Path, monkeypatch: pytest
     monkeypatch.delenv(KEY_ENV)
     store = SecretStore.open(stack_dir / ".mmstack", api.KeyProvider(env_var=KEY_ENV, key_file=new_file))
     assert {env: store.load(env) for env in store.environments()} == values
+
+
+def test_regenerating_compose_files_never_touches_secrets(stack_dir: Path) -> None:
+    from tasks.schema.steps import generate_compose_step
+
+    setup(stack_dir)
+    secrets_dir = stack_dir / ".mmstack/secrets"
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in secrets_dir.iterdir()}
+    cap = make_run(stack_dir)
+    generate_compose_step(cap.run, stack_of(stack_dir))
+    assert (stack_dir / "compose.yml").exists()
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in secrets_dir.iterdir()} == before
+
+
+def test_a_rule_no_safe_value_can_meet_is_a_schema_error(stack_dir: Path) -> None:
+    from tasks.engine.errors import MultiError
+
+    schema = stack_dir / "schemas/compose-schema.yaml"
+    schema.write_text(schema.read_text().replace(
+        "secrets:\n", "secrets:\n  weak: {alphabet: \"aaaaaaaaaaaa\"}\n", 1))
+    with pytest.raises(MultiError) as info:
+        setup(stack_dir)
+    err = info.value.errors[0]
+    assert err.key_path == "secrets.weak" and err.line and "10 different characters" in err.message
+    assert not (stack_dir / ".mmstack/secrets").exists()
