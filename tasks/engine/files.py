@@ -53,8 +53,9 @@ class FileFact:
 class DesiredFile:
     """What a task wants at ``path``.
 
-    ``secret_values`` are masked in any diff; ``mask_all_values`` masks every ``KEY=value`` line
-    of an env file, for files that hold nothing but secrets.
+    ``secret_values`` are masked in any diff; ``mask_keys`` masks the value of those
+    ``KEY=value`` lines on both sides of a diff (so a replaced secret, which is no longer among
+    the current values, is hidden too); ``mask_all_values`` masks every ``KEY=value`` line.
     """
 
     path: Path
@@ -63,6 +64,7 @@ class DesiredFile:
     label: str | None = None
     secret_values: tuple[str, ...] = ()
     mask_all_values: bool = False
+    mask_keys: tuple[str, ...] = ()
     dir_mode: int | None = None
 
     @property
@@ -140,10 +142,24 @@ def plan_file(fact: FileFact, desired: DesiredFile) -> FileChange | NoOp:
     return FileChange(desired, fact, tuple(reasons), hand_edited)
 
 
-def mask_text(text: str, desired: DesiredFile) -> str:
-    """Hide secret values in ``text`` (used for diffs and any other echo of file content)."""
-    if desired.mask_all_values:
-        text = re.sub(r"(?m)^(\s*[A-Za-z_][A-Za-z0-9_]*\s*=).+$", lambda m: m.group(1) + MASK, text)
+_ASSIGNMENT = re.compile(r"(?m)^(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=)(.+)$")
+
+
+def mask_text(text: str, desired: DesiredFile, changed: frozenset[str] = frozenset()) -> str:
+    """Hide secret values in ``text`` (used for diffs and any other echo of file content).
+
+    Keys in ``changed`` are masked as ``******** (changed)`` so a diff still shows that a
+    secret line differs without showing either value.
+    """
+    if desired.mask_all_values or desired.mask_keys:
+        keys = set(desired.mask_keys)
+
+        def hide(m: re.Match[str]) -> str:
+            if not desired.mask_all_values and m.group(2) not in keys:
+                return m.group(0)
+            return m.group(1) + MASK + (" (changed)" if m.group(2) in changed else "")
+
+        text = _ASSIGNMENT.sub(hide, text)
     for value in sorted(set(desired.secret_values), key=len, reverse=True):
         if value:
             text = text.replace(value, MASK)
@@ -154,7 +170,10 @@ def unified_diff(change: FileChange) -> str:
     """A unified diff of the change with secret values masked on both sides."""
     old = (change.old.content or b"").decode("utf-8", "replace")
     new = change.desired.content.decode("utf-8", "replace")
-    old, new = mask_text(old, change.desired), mask_text(new, change.desired)
+    before = {m.group(2): m.group(3) for m in _ASSIGNMENT.finditer(old)}
+    after = {m.group(2): m.group(3) for m in _ASSIGNMENT.finditer(new)}
+    changed = frozenset(k for k in after if k in before and before[k] != after[k])
+    old, new = mask_text(old, change.desired), mask_text(new, change.desired, changed)
     name = change.desired.name
     lines = difflib.unified_diff(
         old.splitlines(keepends=True),

@@ -76,3 +76,22 @@ def test_rendered_files_hold_the_secrets_and_gpu_plan(stack_dir: Path) -> None:
     assert "CUDA_VISIBLE_DEVICES=GPU-c\nWORKER_DEVICE=cuda\n" in files["env/gpu/multimodal-worker.env"]
     assert set(files) == {"env/gpu/core.env"} | {f"env/gpu/{s}.env" for s in stack.environment("gpu").services
                                                  if s not in ()} - {"env/gpu/prometheus.env"}
+
+
+def test_diff_masks_old_and_new_secret_values(stack_dir: Path, tmp_path: Path) -> None:
+    from tasks.engine.files import atomic_write, plan_file, read_fact, unified_diff
+    from tasks.schema.steps import env_desired
+
+    stack = load_stack(stack_dir)
+    old = _secrets(stack)
+    for desired in env_desired(stack, "production", old, None):
+        atomic_write(desired.path, desired.content, desired.mode, desired.dir_mode)
+    new = {**old, "redis_password": "BrandNewRedisValue123"}
+    shown = ""
+    for desired in env_desired(stack, "production", new, None):
+        plan = plan_file(read_fact(desired.path), desired)
+        if hasattr(plan, "reasons"):
+            shown += unified_diff(plan)
+    assert "-REDIS_PASSWORD=********\n" in shown and "+REDIS_PASSWORD=******** (changed)\n" in shown
+    assert "+REDIS_URL=******** (changed)\n" in shown
+    assert old["redis_password"] not in shown and "BrandNewRedisValue123" not in shown
