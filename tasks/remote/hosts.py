@@ -1,0 +1,220 @@
+"""One Fabric `Connection` per host, with host keys verified against known_hosts.
+
+An unknown host key is refused (paramiko's `RejectPolicy`) and reported with the exact command
+that accepts it; only ``trust_host_key: true`` in the inventory accepts it instead (in memory,
+never written to known_hosts), with a warning. A key that *differs* from the known one is always
+refused.
+
+Failures are classified the way Ansible does: a host that cannot be connected to or logged in
+to (refused, timeout, DNS, authentication, host key) is ``unreachable``; a command that fails
+once connected is ``failed``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import paramiko
+from fabric import Config as FabricConfig
+from fabric import Connection
+from invoke.exceptions import UnexpectedExit
+
+from ..engine.errors import MmstackError, RemoteError
+from ..engine.report import Status
+from .inventory import Host
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+
+class UnreachableError(RemoteError):
+    """The host could not be connected to or logged in to."""
+
+
+class UnknownHostKey(paramiko.SSHException):
+    """Raised by `VerifyingPolicy` when the server's key is not in known_hosts."""
+
+    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
+        super().__init__(f"host key for {hostname} is not in known_hosts")
+        self.hostname = hostname
+        self.key = key
+
+
+class VerifyingPolicy(paramiko.RejectPolicy):
+    """`RejectPolicy` that raises a typed exception carrying the offending key."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        raise UnknownHostKey(hostname, key)
+
+
+class TrustingPolicy(paramiko.MissingHostKeyPolicy):
+    """Accept an unknown key for this connection only, and say so."""
+
+    def __init__(self, warn: Callable[[str], None]) -> None:
+        self.warn = warn
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        self.warn(f"{hostname}: trusting unknown host key {key.get_name()} "
+                  f"SHA256:{fingerprint(key)} because the inventory sets trust_host_key: true")
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+def known_hosts_path(host: Host) -> Path:
+    return Path(os.path.expanduser(host.known_hosts_file or DEFAULT_KNOWN_HOSTS))
+
+
+def keyscan_command(host: Host) -> str:
+    """The command that accepts ``host``'s key (run it only after checking the fingerprint)."""
+    return (f"ssh-keyscan -p {int(host.port)} {shlex.quote(host.address)} >> "
+            f"{shlex.quote(str(known_hosts_path(host)))}")
+
+
+def connection_for(host: Host, config: Any = None, *, warn: Callable[[str], None] | None = None) -> Connection:
+    """A not-yet-opened Fabric connection with host key verification set up.
+
+    ``config`` is usually ``c.config`` of the calling task, so Invoke/Fabric settings (run
+    echo, timeouts, connect_kwargs) carry over to every host.
+    """
+    connect_kwargs: dict[str, Any] = {}
+    if host.key_file:
+        connect_kwargs.update(key_filename=[os.path.expanduser(host.key_file)],
+                              look_for_keys=False, allow_agent=False)
+    connect_kwargs.update(banner_timeout=host.connect_timeout, auth_timeout=host.connect_timeout)
+    # Each host gets its own copy of the settings; remote commands run from worker threads
+    # must never read this process's stdin.
+    settings = config.clone(into=FabricConfig) if config is not None else FabricConfig()
+    settings.run.in_stream = False
+    conn = Connection(
+        host.address,
+        user=host.user,
+        port=int(host.port),
+        connect_kwargs=connect_kwargs,
+        connect_timeout=max(1, int(round(host.connect_timeout))),
+        config=settings,
+    )
+    client = conn.client
+    path = known_hosts_path(host)
+    if path.exists():
+        try:
+            # "system" keys are checked but never written back.
+            client.load_system_host_keys(str(path))
+        except (OSError, paramiko.SSHException) as exc:
+            raise RemoteError(f"cannot read known_hosts: {exc}", file=str(path),
+                              fix="fix or remove the malformed line") from None
+    if host.trust_host_key:
+        client.set_missing_host_key_policy(TrustingPolicy(warn or _stderr_warn))
+    else:
+        client.set_missing_host_key_policy(VerifyingPolicy())
+    return conn
+
+
+def open_connection(host: Host, config: Any = None, *,
+                    warn: Callable[[str], None] | None = None) -> Connection:
+    """Connect to ``host``; failures become `UnreachableError` with a fix line."""
+    conn = connection_for(host, config, warn=warn)
+    try:
+        conn.open()
+    except Exception as exc:  # noqa: BLE001 - classified below
+        conn.close()
+        raise unreachable_error(host, exc) from None
+    return conn
+
+
+@contextmanager
+def connected(host: Host, config: Any = None, *,
+              warn: Callable[[str], None] | None = None) -> Iterator[Connection]:
+    conn = open_connection(host, config, warn=warn)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def unreachable_error(host: Host, exc: BaseException) -> RemoteError:
+    """Turn a connect-time exception into a typed error saying what to do."""
+    where = f"{host.name} ({host.target})"
+    if isinstance(exc, UnknownHostKey):
+        return UnreachableError(
+            f"{where}: host key {exc.key.get_name()} SHA256:{fingerprint(exc.key)} is unknown; "
+            f"refusing to connect", file=str(known_hosts_path(host)),
+            fix=f"{keyscan_command(host)}  (after checking the fingerprint)",
+        )
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return UnreachableError(
+            f"{where}: host key CHANGED (got SHA256:{fingerprint(exc.key)}); possible "
+            "man-in-the-middle, refusing to connect", file=str(known_hosts_path(host)),
+            fix=f"if the host was reinstalled: ssh-keygen -R {shlex.quote(_known_name(host))} "
+                f"-f {shlex.quote(str(known_hosts_path(host)))}, then {keyscan_command(host)}",
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        return UnreachableError(f"{where}: authentication failed: {exc}",
+                                fix="check user and key_file in the inventory, and the host's authorized_keys")
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return UnreachableError(f"{where}: timed out connecting",
+                                fix="check the address and port, and that sshd runs there")
+    if isinstance(exc, (paramiko.ssh_exception.NoValidConnectionsError, ConnectionError, socket.gaierror, OSError)):
+        return UnreachableError(f"{where}: cannot connect: {_reason(exc)}",
+                                fix="check the address and port, and that sshd runs there")
+    if isinstance(exc, (paramiko.SSHException, EOFError)):
+        return UnreachableError(f"{where}: SSH error: {exc}",
+                                fix="check that the port speaks SSH and that sshd accepts this client")
+    return UnreachableError(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def classify(exc: BaseException) -> Status:
+    """``unreachable`` for connection-level failures, ``failed`` for everything else."""
+    if isinstance(exc, UnreachableError):
+        return Status.UNREACHABLE
+    if isinstance(exc, (UnexpectedExit, MmstackError)):
+        return Status.FAILED
+    if isinstance(exc, (paramiko.SSHException, EOFError, ConnectionError, socket.timeout, TimeoutError)):
+        # The connection dropped mid-way (the host went away): unreachable, as in Ansible.
+        return Status.UNREACHABLE
+    return Status.FAILED
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One-line (plus fix) message for a per-host failure; never echoes file contents."""
+    if isinstance(exc, UnexpectedExit):
+        result = exc.result
+        tail = (result.stderr or result.stdout or "").strip().splitlines()[-3:]
+        detail = ("; " + " / ".join(tail)) if tail else ""
+        return f"command failed (exit {result.exited}): {_short(result.command)}{detail}"
+    if isinstance(exc, MmstackError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _short(command: str, limit: int = 160) -> str:
+    command = " ".join(command.split())
+    return command if len(command) <= limit else command[: limit - 3] + "..."
+
+
+def _known_name(host: Host) -> str:
+    return host.address if int(host.port) == 22 else f"[{host.address}]:{int(host.port)}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        errors = list(exc.errors.values())
+        if errors:
+            return getattr(errors[0], "strerror", None) or str(errors[0])
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _stderr_warn(text: str) -> None:
+    import sys
+
+    sys.stderr.write(f"warning: {text}\n")
