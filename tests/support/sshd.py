@@ -42,7 +42,7 @@ FIXTURES_GPU = REPO.parent / "shared" / "fixtures" / "gpu"
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 SFTP_SERVER_CANDIDATES = ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server",
                           "/usr/lib/ssh/sftp-server", "/usr/libexec/sftp-server")
-SSHD_EXTRA: list[str] = []
+SSHD_EXTRA: list[str] | None = None  # extra sshd flags; probed once (see sshd_flags)
 LOG_MARK = "@@mmstack-cmd@@"
 ENV_MARK = "@@mmstack-env@@"
 END_MARK = "@@mmstack-end@@"
@@ -121,6 +121,16 @@ def missing_tools() -> list[str]:
     return missing
 
 
+def sshd_flags(sshd: str, config: Path) -> list[str]:
+    """``-r`` (no re-exec per connection: less CPU per session, which matters when 16 servers
+    share the test machine's cores) where this sshd accepts it."""
+    global SSHD_EXTRA
+    if SSHD_EXTRA is None:
+        probe = subprocess.run([sshd, "-t", "-r", "-f", str(config)], capture_output=True)
+        SSHD_EXTRA = ["-r"] if probe.returncode == 0 else []
+    return SSHD_EXTRA
+
+
 def free_port(address: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((address, 0))
@@ -157,6 +167,11 @@ class SshHost:
         return self.dir / "root"
 
     @property
+    def home(self) -> Path:
+        """The remote login's HOME (inside the fake remote root)."""
+        return self.remote_root / "home"
+
+    @property
     def bin_dir(self) -> Path:
         return self.dir / "bin"
 
@@ -183,7 +198,7 @@ class SshHost:
 
     # -- setup -------------------------------------------------------------------------------
     def prepare(self) -> None:
-        for d in (self.dir, self.remote_root, self.bin_dir):
+        for d in (self.dir, self.remote_root, self.home, self.bin_dir):
             d.mkdir(parents=True, exist_ok=True)
         if not self.host_key.exists():
             self.host_pub = keygen(self.host_key, f"mmstack-test-host-{self.name}")
@@ -209,6 +224,11 @@ class SshHost:
             "PermitRootLogin prohibit-password",
             f"AllowUsers {user}",
             "PermitUserEnvironment no",
+            "PermitUserRC no",
+            # A per-host HOME: the session shell reads this (empty) home's startup files rather
+            # than the real user's (a heavy ~/.bashrc would dominate every command's time),
+            # and "~/" paths land in the fake host.
+            f"SetEnv HOME={self.home}",
             "PrintMotd no",
             "PrintLastLog no",
             "UseDNS no",
@@ -228,7 +248,8 @@ class SshHost:
 PATH="{self.bin_dir}:$PATH"; export PATH
 MMSTACK_TEST_ROOT="{self.remote_root}"; export MMSTACK_TEST_ROOT
 if [ "${{SSH_ORIGINAL_COMMAND+set}}" = set ]; then cmd=$SSH_ORIGINAL_COMMAND; else cmd="<login shell>"; fi
-{{ printf '%s %s\\n%s\\n%s\\n' '{LOG_MARK}' "$$" "$cmd" '{ENV_MARK}'; env; printf '%s\\n' '{END_MARK}'; }} >> "{self.command_log}"
+{{ printf '%s %s\\n%s\\n%s\\n' '{LOG_MARK}' "$$" "$cmd" '{ENV_MARK}'; export -p; printf '%s\\n' '{END_MARK}'; }} >> "{self.command_log}"
+cd "$HOME" || exit 1
 case "$cmd" in
   internal-sftp|sftp-server|*/sftp-server) exec "{sftp}" ;;
   "<login shell>") exec /bin/sh -l ;;
@@ -275,7 +296,7 @@ exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
             raise SshdUnavailable("sshd is not installed")
         for attempt in range(5):
             log = open(self.sshd_log, "ab")
-            self.proc = subprocess.Popen([sshd, "-D", "-e", *SSHD_EXTRA, "-f", str(self.config_file)],
+            self.proc = subprocess.Popen([sshd, "-D", "-e", *sshd_flags(sshd, self.config_file), "-f", str(self.config_file)],
                                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
             log.close()
