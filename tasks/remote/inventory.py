@@ -253,6 +253,9 @@ def _error(src: YamlSource, path: KeyPath, message: str) -> ConfigError:
         fix = f"remove it or check its spelling{f' (allowed: {allowed})' if allowed else ''}"
     elif message.startswith("must be of"):
         fix = "change the value to the expected type"
+    elif message.startswith("unallowed value") and path[:1] == ("groups",):
+        message = f"{path[-1]!r} is a reserved group name (it means every host)"
+        fix = "rename the group"
     elif message.startswith("value does not match regex"):
         fix = "see the format documented in inventory/sample.yml"
     return ConfigError(message, file=src.file, line=src.line_of(path),

@@ -96,6 +96,10 @@ class SshdUnavailable(RuntimeError):
 
 
 def find_sshd() -> str | None:
+    """The sshd binary; ``$MMSTACK_TEST_SSHD`` overrides (a missing path means "not installed")."""
+    override = os.environ.get("MMSTACK_TEST_SSHD")
+    if override:
+        return override if os.access(override, os.X_OK) else None
     for cand in SSHD_CANDIDATES:
         if os.access(cand, os.X_OK):
             return cand
