@@ -289,7 +289,11 @@ def test_gpu_facts_over_ssh(farm: SshdFarm, inventory: Inventory, gpu_fixtures: 
         assert seen["h1"] == (gpu_fixtures / "topo-2x3090-nv4.txt").read_text()
         assert seen["h3"] == (gpu_fixtures / "topo-8xquadrortx6000-pix-pxb-ansi.txt").read_text()
     else:
-        assert "3090" in repr(seen["h1"]) and "6000" in repr(seen["h3"])
+        h1, h3 = seen["h1"], seen["h3"]
+        assert [g.name for g in h1.gpus] == ["NVIDIA GeForce RTX 3090"] * 2
+        assert h1.nvlink_peers(0) == {1: 4}
+        assert len(h3.gpus) == 8 and all("Quadro RTX 6000" in g.name for g in h3.gpus)
+        assert h3.nvlink_pairs() == []
     assert all("nvidia-smi" in " ".join(h.commands()) for h in farm.hosts)
 
 

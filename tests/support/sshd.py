@@ -473,6 +473,12 @@ case " $ARGS " in
   *" topo "*) fixture "{topo}" ;;
   *" nvlink "*) fixture "{nvlink}" ;;
 esac
+case "$ARGS" in
+  *--query-compute-apps=*)  # no processes visible (as in the 2x3090 capture): header only
+    apps=${{ARGS#*--query-compute-apps=}}; apps=${{apps%% *}}
+    case "$ARGS" in *noheader*) ;; *) printf '%s\n' "$apps" | sed 's/,/, /g' ;; esac
+    exit 0 ;;
+esac
 if [ -n "$query" ]; then
   if [ -r "{query_table}" ]; then
     awk -F '\t' -v q="$query" -v fmt="$format" '
