@@ -1,0 +1,276 @@
+"""GPUs: `detect-gpu`, `configure-gpu`, `start-gpu-auto`.
+
+Thin tasks over `tasks.gpu` (facts, planning, rendering). Nothing heavy is imported at module
+load: pynvml only when NVML is asked, fabric only with ``--host``, so `inv --list` stays fast.
+
+    inv detect-gpu                        # summary with the NVLink matrix
+    inv detect-gpu --json | inv configure-gpu --facts -
+    inv configure-gpu --check --diff      # what the plan would change
+    inv start-gpu-auto                    # detect -> configure -> generate -> start
+"""
+
+from __future__ import annotations
+
+import inspect
+import json as jsonlib
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from invoke import Collection, Context, task
+
+from ..engine.errors import ConfigError, GpuError, MmstackError
+from ..engine.run import Run, boundary, resolve
+
+if TYPE_CHECKING:
+    from ..gpu.facts import GpuFacts
+    from ..gpu.plan import GpuPlan
+
+GPU_ENVIRONMENT = "gpu"
+PLAN_LABEL = ".mmstack/gpu-plan.json"
+# Config keys under mmstack.gpu that feed the planner (PlanOverrides field names).
+PLAN_KEYS = ("tensor_parallel", "pipeline_parallel", "memory_utilization", "max_model_len", "p2p",
+             "gpus", "model_weights_gib", "kv_bytes_per_token", "max_model_len_cap",
+             "min_concurrent_seqs", "overhead_mib", "base_utilization", "display_utilization",
+             "shared_utilization", "busy_fraction", "idle_used_mib", "headroom_mib")
+
+
+def _gather(c: Context, source: str | None, host: str | None) -> "GpuFacts":
+    """Facts for this host (NVML or nvidia-smi) or for ``host`` over SSH (nvidia-smi)."""
+    from ..gpu.detect import detect_facts
+
+    src = resolve(source, c, "gpu.source", "auto")
+    if not host:
+        return detect_facts(c, src)
+    if src == "nvml":
+        raise ConfigError("NVML reads only the local machine", key_path="--source",
+                          fix="use --source smi (or auto) with --host")
+    from fabric import Connection  # only remote detection pays for fabric/paramiko
+
+    from ..gpu.smi import gather_via_smi
+
+    with Connection(host) as conn:
+        facts = gather_via_smi(conn)
+    facts.host = host
+    return facts
+
+
+def _read_facts(path: str) -> "GpuFacts":
+    from ..gpu.facts import GpuFacts
+
+    name = "<stdin>" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise GpuError(f"cannot read GPU facts: {exc.strerror or exc}", file=name,
+                       fix="save them with `inv detect-gpu --json > FILE`") from None
+    try:
+        doc = jsonlib.loads(text)
+    except ValueError as exc:
+        raise GpuError(f"GPU facts are not JSON: {exc}", file=name,
+                       fix="feed it the output of `inv detect-gpu --json`") from None
+    return GpuFacts.from_dict(doc, file=name)
+
+
+def _overrides(c: Context, args: dict[str, Any]) -> dict[str, Any]:
+    """argument > config mmstack.gpu.* > the planner's defaults."""
+    out: dict[str, Any] = {}
+    for key in PLAN_KEYS:
+        value = resolve(args.get(key), c, f"gpu.{key}", None)
+        if value is not None:
+            out[key] = value
+    for key in ("tensor_parallel", "pipeline_parallel", "max_model_len"):
+        if key in out:
+            out[key] = _number(out[key], int, key)
+    if "memory_utilization" in out:
+        out["memory_utilization"] = _number(out["memory_utilization"], float, "memory_utilization")
+    if isinstance(out.get("gpus"), (list, tuple)):
+        out["gpus"] = ",".join(str(g) for g in out["gpus"])
+    return out
+
+
+def _number(value: Any, kind: type, key: str) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{key.replace('_', '-')} takes a number, not {value!r}",
+                          key_path=f"mmstack.gpu.{key}") from None
+
+
+def _report_facts(run: Run, facts: "GpuFacts") -> None:
+    from ..gpu.render import facts_summary
+
+    run.reporter.task("detect-gpu")
+    if facts.cpu_only:
+        run.reporter.skipped("gpu", f"CPU only: {facts.reason}")
+    for g in facts.gpus:
+        mem = f"{g.memory_total_mib} MiB" if g.memory_total_mib is not None else "memory unknown"
+        run.reporter.ok(f"GPU{g.index}", f"{g.name}, {mem}", host=facts.host)
+    run.reporter.info(facts_summary(facts, colour=bool(run.reporter.colour)))
+
+
+def configure_step(run: Run, facts: "GpuFacts", overrides: dict[str, Any],
+                   generate: bool = True) -> "GpuPlan":
+    """Plan from ``facts``, save the plan (idempotently), regenerate what it feeds."""
+    from ..engine.files import DesiredFile, converge_files
+    from ..gpu.plan import PLAN_FILE, load_saved_plan, plan_gpus
+    from ..gpu.render import plan_summary
+
+    run.reporter.task("configure-gpu")
+    try:
+        previous = load_saved_plan(run.state_dir)
+    except MmstackError as exc:
+        run.reporter.warn(f"{exc} (planning from scratch)")
+        previous = None
+    plan = plan_gpus(facts, overrides, previous)
+    run.reporter.info(plan_summary(plan, colour=bool(run.reporter.colour)))
+    converge_files([DesiredFile(run.state_dir / PLAN_FILE, plan.to_json().encode(), 0o600,
+                                label=PLAN_LABEL, dir_mode=0o700)],
+                   run.reporter, check=run.check)
+    run.add_output("plan", plan.to_dict())
+    if generate:
+        generate_from_plan(run, plan)
+    return plan
+
+
+def generate_from_plan(run: Run, plan: "GpuPlan") -> None:
+    """Regenerate compose.gpu.yml and the env files through the foundation's hook."""
+    try:
+        from .compose import generate_after_gpu_plan  # type: ignore[attr-defined]
+    except ImportError:
+        try:
+            from ..schema.steps import generate_after_gpu_plan
+        except ImportError:
+            run.reporter.skipped("compose generation", "compose generation not available yet")
+            return
+    params = inspect.signature(generate_after_gpu_plan).parameters
+    if "gpu_plan" in params:
+        # Passed explicitly: in check mode the new plan was not saved, yet the diff must show it.
+        generate_after_gpu_plan(run, gpu_plan=plan.to_dict())
+    else:
+        generate_after_gpu_plan(run)
+
+
+@task(help={
+    "json": "print the facts as JSON (for pipelines: `| inv configure-gpu --facts -`)",
+    "source": "auto (NVML, else nvidia-smi), nvml or smi",
+    "host": "detect on this SSH host (user@host) with nvidia-smi",
+})
+@boundary
+def detect_gpu(c: Context, json: bool = False, source: str | None = None,
+               host: str | None = None) -> None:
+    """Detect GPUs, memory and NVLink/PCIe topology (a host without GPUs is CPU-only, not an error)."""
+    run = Run.start(c, json=json)
+    facts = _gather(c, source, host)
+    _report_facts(run, facts)
+    run.add_output("facts", facts.to_dict())
+    run.finish()
+
+
+_CONFIGURE_HELP = {
+    "facts": "plan from saved facts (FILE, or - for stdin) instead of detecting",
+    "source": "when detecting: auto, nvml or smi",
+    "tensor_parallel": "tensor parallel size (default: the chosen GPU group's size)",
+    "pipeline_parallel": "pipeline parallel size (default 1)",
+    "memory_utilization": "vLLM gpu_memory_utilization (default: from free memory, 0.80-0.90)",
+    "max_model_len": "vLLM max model length (default: what the KV cache fits)",
+    "p2p": "peer-to-peer: auto (NVLink only), on (force-on) or off (force-off)",
+    "gpus": "pin vLLM to these GPUs: indices or UUIDs, comma-separated",
+    "generate": "regenerate compose files and env files from the plan (default: yes)",
+    "check": "change nothing; report what would change",
+    "diff": "show a unified diff of every file that changes",
+    "json": "print the results (and the plan) as JSON",
+}
+
+
+@task(help=_CONFIGURE_HELP)
+@boundary
+def configure_gpu(c: Context, facts: str | None = None, source: str | None = None,
+                  tensor_parallel: str | None = None, pipeline_parallel: str | None = None,
+                  memory_utilization: str | None = None, max_model_len: str | None = None,
+                  p2p: str | None = None, gpus: str | None = None, generate: bool = True,
+                  check: bool = False, diff: bool = False, json: bool = False) -> None:
+    """Plan vLLM's GPUs (NVLink group, tensor parallel, memory, NCCL) and write it into the stack."""
+    run = Run.start(c, check=check, diff=diff, json=json)
+    gpu_facts = _read_facts(facts) if facts else _gather(c, source, None)
+    overrides = _overrides(c, locals())
+    with run.locked():
+        configure_step(run, gpu_facts, overrides, generate=generate)
+    run.finish()
+
+
+@task(help={**{k: v for k, v in _CONFIGURE_HELP.items() if k not in ("generate",)},
+            "check": "change nothing and start nothing; report what would change"})
+@boundary
+def start_gpu_auto(c: Context, facts: str | None = None, source: str | None = None,
+                   tensor_parallel: str | None = None, pipeline_parallel: str | None = None,
+                   memory_utilization: str | None = None, max_model_len: str | None = None,
+                   p2p: str | None = None, gpus: str | None = None,
+                   check: bool = False, diff: bool = False, json: bool = False) -> None:
+    """Detect GPUs, configure vLLM for them, regenerate the files, start the gpu environment."""
+    run = Run.start(c, check=check, diff=diff, json=json)
+    gpu_facts = _read_facts(facts) if facts else _gather(c, source, None)
+    _report_facts(run, gpu_facts)
+    overrides = _overrides(c, locals())
+    with run.locked():
+        plan = configure_step(run, gpu_facts, overrides, generate=True)
+    if run.reporter.failed_any:
+        run.finish()
+        return
+    if check:
+        run.reporter.skipped(f"start {GPU_ENVIRONMENT}", "check mode: nothing started")
+        run.finish()
+        return
+    if plan.cpu_only:
+        run.reporter.info("no usable GPU: the gpu environment starts without the GPU services")
+    run.finish()  # the recap of detect/configure; starting prints its own
+    _start_environment(c, GPU_ENVIRONMENT)
+
+
+def _start_environment(c: Context, env: str) -> None:
+    """Start ``env`` through the stack collection's start task, once it exists."""
+    try:
+        from . import stack as stack_cli  # type: ignore[attr-defined]
+    except ImportError:
+        stack_cli = None
+    start = None
+    for name in ("start", "start_env", "start_environment"):
+        candidate = getattr(stack_cli, name, None) if stack_cli else None
+        if candidate is not None:
+            start = candidate
+            break
+    if start is None:
+        raise MmstackError(
+            "the plan and files are written, but starting is not available yet (no stack tasks)",
+            fix=f"start it by hand: docker compose -f compose.yml -f compose.{env}.yml "
+                f"--profile {env} up -d")
+    body = getattr(start, "body", start)
+    params = inspect.signature(body).parameters
+    for key in ("env", "environment"):
+        if key in params:
+            start(c, **{key: env})
+            return
+    raise MmstackError("the stack's start task takes no environment argument",
+                       fix=f"run `inv start-{env}`")
+
+
+ns = Collection("gpu")
+ns.add_task(detect_gpu, "detect-gpu")
+ns.add_task(configure_gpu, "configure-gpu")
+ns.add_task(start_gpu_auto, "start-gpu-auto")
+ns.configure({"mmstack": {"gpu": {
+    "source": "auto",
+    "p2p": "auto",
+    "tensor_parallel": None,
+    "pipeline_parallel": None,
+    "memory_utilization": None,
+    "max_model_len": None,
+    "gpus": None,
+    # The served model, for the KV-cache budget (defaults: Qwen2.5-7B-Instruct, bf16).
+    "model_weights_gib": 15.0,
+    "kv_bytes_per_token": 57344,
+    "max_model_len_cap": 32768,
+    "min_concurrent_seqs": 4,
+    "busy_fraction": 0.5,
+}}})
+

@@ -1,0 +1,490 @@
+"""The GPU plan: which GPUs vLLM gets and how it is configured, from facts. Pure.
+
+`plan_gpus(facts, overrides, previous)` decides, with no I/O:
+
+* **the vLLM group**: among GPUs that are not already mostly used, the largest group fully
+  connected by NVLink; without NVLink, the largest group whose worst PCIe link is the best
+  (PIX > PXB > PHB > NODE > SYS). Groups are made of identical cards (same name and memory)
+  unless the user pins GPUs, and their size is a power of two (times the pipeline size), so
+  that tensor parallelism splits attention heads evenly.
+* **tensor / pipeline parallel**: the group size (pipeline 1 unless asked).
+* **memory utilization** and a **max model length** that fits the KV-cache budget.
+* **NCCL**: NVLink -> ``NCCL_P2P_LEVEL=NVL``; no NVLink -> peer-to-peer off and vLLM's custom
+  all-reduce off, unless ``p2p=on`` (peer-to-peer that the driver reports can still hang).
+* **the rest**: GPUs vLLM does not use go to the multimodal worker; no GPU at all gives a
+  CPU-only plan with a message saying what is left out.
+
+``previous`` (the saved plan) keeps re-runs stable while the stack is running: a card that looks
+busy only because the stack's own vLLM holds it keeps the settings it was planned with.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..engine.errors import ConfigError, GpuError
+from .facts import Gpu, GpuFacts, LinkLevel
+
+PLAN_SCHEMA_VERSION = 1
+PLAN_FILE = "gpu-plan.json"
+P2P_MODES = {"auto": "auto", "on": "on", "off": "off", "force-on": "on", "force-off": "off",
+             "true": "on", "false": "off", "yes": "on", "no": "off"}
+# NCCL_P2P_LEVEL takes LOC, NVL, PIX, PXB, PHB or SYS; NODE has no name of its own there,
+# so allowing P2P across host bridges in one NUMA node needs SYS.
+_NCCL_LEVEL = {LinkLevel.NVLINK: "NVL", LinkLevel.PIX: "PIX", LinkLevel.PXB: "PXB",
+               LinkLevel.PHB: "PHB", LinkLevel.NODE: "SYS", LinkLevel.SYS: "SYS",
+               LinkLevel.UNKNOWN: "SYS"}
+MAX_EXHAUSTIVE = 16  # up to this many candidate GPUs, every subset is scored
+MiB = 2**20
+
+
+@dataclass(frozen=True)
+class PlanOverrides:
+    """What the user asks for (argument > config ``mmstack.gpu.*`` > these defaults)."""
+
+    tensor_parallel: int | None = None
+    pipeline_parallel: int | None = None
+    memory_utilization: float | None = None
+    max_model_len: int | None = None
+    p2p: str = "auto"
+    gpus: tuple[str, ...] = ()  # pin vLLM to these GPUs (indices or UUIDs)
+    # The KV-cache budget: the model's weights and its KV bytes per token (all layers, K and V).
+    # Defaults fit the stack's default model, Qwen2.5-7B-Instruct in bf16: 15.2 GB of weights;
+    # 28 layers x 4 KV heads x 128 dims x 2 (K, V) x 2 bytes = 57344 bytes per token.
+    model_weights_gib: float = 15.0
+    kv_bytes_per_token: int = 57344
+    max_model_len_cap: int = 32768  # the model's own context limit
+    min_concurrent_seqs: int = 4  # the KV cache must hold this many full-length sequences
+    overhead_mib: int = 2048  # activations, CUDA graphs and the CUDA context, per GPU
+    base_utilization: float = 0.90  # an idle, headless card
+    display_utilization: float = 0.85  # a display (Xorg, a compositor) may grow into the card
+    shared_utilization: float = 0.80  # other processes already use the card
+    busy_fraction: float = 0.5  # more than this share of memory used: the card is taken
+    idle_used_mib: int = 1024  # more used than this (and no display) means someone else is there
+    headroom_mib: int = 512  # kept free beyond vLLM's share, so used + reserved < free
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> "PlanOverrides":
+        """Build from config/arguments (unknown keys ignored; None means the default)."""
+        values = dict(values or {})
+        kwargs: dict[str, Any] = {}
+        names = {f.name for f in fields(cls)}
+        for key, value in values.items():
+            key = key.replace("-", "_")
+            if key in names and value is not None and value != "":
+                kwargs[key] = value
+        try:
+            return cls(**kwargs)._validated()
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid GPU setting: {exc}", key_path="mmstack.gpu") from None
+
+    def _validated(self) -> "PlanOverrides":
+        p2p = P2P_MODES.get(str(self.p2p).strip().lower())
+        if p2p is None:
+            raise ConfigError(f"--p2p must be auto, on or off, not {self.p2p!r}",
+                              key_path="mmstack.gpu.p2p", fix="use auto, on (force-on) or off (force-off)")
+        gpus = self.gpus
+        if isinstance(gpus, str):
+            gpus = tuple(x.strip() for x in gpus.split(",") if x.strip())
+        out = replace(self, p2p=p2p, gpus=tuple(str(g) for g in gpus),
+                      tensor_parallel=_pos_int(self.tensor_parallel, "tensor_parallel"),
+                      pipeline_parallel=_pos_int(self.pipeline_parallel, "pipeline_parallel"),
+                      max_model_len=_pos_int(self.max_model_len, "max_model_len"),
+                      kv_bytes_per_token=int(self.kv_bytes_per_token),
+                      max_model_len_cap=int(self.max_model_len_cap),
+                      min_concurrent_seqs=max(1, int(self.min_concurrent_seqs)),
+                      overhead_mib=int(self.overhead_mib), idle_used_mib=int(self.idle_used_mib),
+                      headroom_mib=int(self.headroom_mib),
+                      model_weights_gib=float(self.model_weights_gib))
+        if out.memory_utilization is not None:
+            mu = float(out.memory_utilization)
+            if not 0.05 <= mu <= 0.99:
+                raise ConfigError(f"memory utilization must be between 0.05 and 0.99, not {mu}",
+                                  key_path="mmstack.gpu.memory_utilization",
+                                  fix="give a fraction of each GPU's memory, e.g. 0.85")
+            out = replace(out, memory_utilization=mu)
+        return out
+
+
+def _pos_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    number = int(value)
+    if number < 1:
+        raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, not {number}",
+                          key_path=f"mmstack.gpu.{name}")
+    return number
+
+
+@dataclass
+class GpuPlan:
+    """What configure-gpu writes; the compose generator and env templates read it."""
+
+    cpu_only: bool
+    vllm_gpus: list[int] = field(default_factory=list)
+    vllm_device_ids: list[str] = field(default_factory=list)  # UUIDs, in PCI bus order
+    worker_gpus: list[int] = field(default_factory=list)
+    worker_device_ids: list[str] = field(default_factory=list)
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    memory_utilization: float | None = None
+    max_model_len: int | None = None
+    link: str = "none"  # "nvlink", the worst PCIe level of the group, or "none" (one GPU / CPU)
+    p2p_mode: str = "auto"
+    p2p_enabled: bool = False
+    nccl_env: dict[str, str] = field(default_factory=dict)
+    vllm_args: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    # Observations about this moment (memory in use now) that must not make a re-run differ:
+    # printed, never saved.
+    notes: list[str] = field(default_factory=list)
+    schema_version: int = PLAN_SCHEMA_VERSION
+
+    def vllm_env(self) -> dict[str, str]:
+        """Environment for the vLLM container."""
+        if self.cpu_only or not self.vllm_device_ids:
+            return {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void",
+                    "VLLM_TENSOR_PARALLEL_SIZE": "1", "VLLM_PIPELINE_PARALLEL_SIZE": "1"}
+        ids = ",".join(self.vllm_device_ids)
+        env = {
+            # PCI bus order makes CUDA's numbering match nvidia-smi's; UUIDs pin the exact cards
+            # even if a card is added or the driver renumbers them.
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+            "CUDA_VISIBLE_DEVICES": ids,
+            "NVIDIA_VISIBLE_DEVICES": ids,
+            "VLLM_TENSOR_PARALLEL_SIZE": str(self.tensor_parallel),
+            "VLLM_PIPELINE_PARALLEL_SIZE": str(self.pipeline_parallel),
+        }
+        if self.memory_utilization is not None:
+            env["VLLM_GPU_MEMORY_UTILIZATION"] = f"{self.memory_utilization:.2f}"
+        if self.max_model_len is not None:
+            env["VLLM_MAX_MODEL_LEN"] = str(self.max_model_len)
+        env.update(self.nccl_env)
+        return dict(sorted(env.items()))
+
+    def worker_env(self) -> dict[str, str]:
+        """Environment for the multimodal worker: its GPUs, or CPU mode."""
+        if not self.worker_device_ids:
+            return {"CUDA_VISIBLE_DEVICES": "", "WORKER_DEVICE": "cpu"}
+        ids = ",".join(self.worker_device_ids)
+        return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": ids,
+                "NVIDIA_VISIBLE_DEVICES": ids, "WORKER_DEVICE": "cuda"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version, "cpu_only": self.cpu_only,
+            "vllm_gpus": list(self.vllm_gpus), "vllm_device_ids": list(self.vllm_device_ids),
+            "worker_gpus": list(self.worker_gpus), "worker_device_ids": list(self.worker_device_ids),
+            "tensor_parallel": self.tensor_parallel, "pipeline_parallel": self.pipeline_parallel,
+            "memory_utilization": self.memory_utilization, "max_model_len": self.max_model_len,
+            "link": self.link, "p2p_mode": self.p2p_mode, "p2p_enabled": self.p2p_enabled,
+            "nccl_env": dict(sorted(self.nccl_env.items())), "vllm_args": list(self.vllm_args),
+            "vllm_env": self.vllm_env(), "worker_env": self.worker_env(),
+            "messages": list(self.messages),
+        }
+
+    def to_json(self) -> str:
+        """The saved form: stable key order, so an unchanged plan is a byte-identical file."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "GpuPlan":
+        known = {f.name for f in fields(cls)} - {"notes"}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        if int(kwargs.get("schema_version", PLAN_SCHEMA_VERSION)) > PLAN_SCHEMA_VERSION:
+            raise GpuError("the saved GPU plan is newer than this mmstack understands",
+                           key_path="schema_version", fix="run `inv configure-gpu` again")
+        return cls(**kwargs)
+
+
+def load_saved_plan(state_dir: Path) -> GpuPlan | None:
+    """The plan configure-gpu saved in ``state_dir`` (None when GPUs were never configured)."""
+    path = Path(state_dir) / PLAN_FILE
+    try:
+        return GpuPlan.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as exc:
+        raise GpuError(f"cannot read the saved GPU plan: {exc}", file=str(path),
+                       fix="run `inv configure-gpu` again") from None
+
+
+# -- planning ---------------------------------------------------------------------------------------
+def plan_gpus(facts: GpuFacts, overrides: PlanOverrides | Mapping[str, Any] | None = None,
+              previous: GpuPlan | None = None) -> GpuPlan:
+    """Pure: the GPU plan for ``facts`` (see the module doc for the rules)."""
+    o = overrides if isinstance(overrides, PlanOverrides) else PlanOverrides.from_mapping(overrides)
+    if facts.cpu_only:
+        return _cpu_plan(o, [f"no GPU: {facts.reason or 'none detected'}"])
+
+    ours = set(previous.vllm_device_ids + previous.worker_device_ids) if previous and not previous.cpu_only else set()
+    notes: list[str] = []
+    messages: list[str] = []
+    busy: list[Gpu] = []
+    if o.gpus:
+        candidates = _pinned(facts, o.gpus)
+        for g in candidates:
+            if _busy(g, o) and g.device_id not in ours:
+                messages.append(f"GPU{g.index} is pinned but already more than "
+                                f"{o.busy_fraction:.0%} used by something else")
+    else:
+        candidates = []
+        for g in facts.gpus:
+            if _busy(g, o):
+                if g.device_id in ours:
+                    notes.append(f"GPU{g.index}: {_used(g)} in use; it is in the saved plan, "
+                                 "so that is taken to be the stack itself")
+                else:
+                    busy.append(g)
+                    messages.append(f"GPU{g.index} ({g.name}) is left out: more than "
+                                    f"{o.busy_fraction:.0%} of its memory is already used by "
+                                    "something else")
+                    notes.append(f"GPU{g.index}: {_used(g)} in use")
+                    continue
+            candidates.append(g)
+    if not candidates:
+        return _cpu_plan(o, messages + ["no usable GPU: every GPU is already mostly used; stop "
+                                        "what uses them, or pin GPUs with --gpus"], notes)
+
+    pp = o.pipeline_parallel or 1
+    if o.tensor_parallel:
+        sizes = [o.tensor_parallel * pp]
+        if sizes[0] > len(candidates):
+            raise ConfigError(
+                f"tensor parallel {o.tensor_parallel} x pipeline parallel {pp} needs {sizes[0]} "
+                f"GPUs, but only {len(candidates)} usable GPU(s) are available",
+                key_path="mmstack.gpu.tensor_parallel",
+                fix="lower --tensor-parallel / --pipeline-parallel, or free or pin more GPUs")
+    else:
+        sizes = [pp * 2**k for k in range(8) if pp * 2**k <= len(candidates)]
+        if not sizes:
+            raise ConfigError(f"pipeline parallel {pp} needs {pp} GPUs, but only "
+                              f"{len(candidates)} usable GPU(s) are available",
+                              key_path="mmstack.gpu.pipeline_parallel",
+                              fix="lower --pipeline-parallel")
+    group = _best_group(facts, candidates, sizes, mixed=bool(o.gpus))
+    if group is None:
+        group = _best_group(facts, candidates, sizes, mixed=True)
+        messages.append("no set of identical cards is large enough: vLLM spans different models")
+    assert group is not None
+    tp = len(group) // pp
+    if o.gpus and len(group) < len(candidates):
+        left = [g.index for g in candidates if g not in group]
+        messages.append(f"pinned GPU(s) {_names(left)} not used by vLLM: tensor x pipeline "
+                        "parallel must be a power of two times the pipeline size")
+
+    worker = [g for g in facts.gpus if g not in group and g not in busy]
+    plan = GpuPlan(cpu_only=False, vllm_gpus=[g.index for g in group],
+                   vllm_device_ids=[g.device_id for g in group],
+                   worker_gpus=[g.index for g in worker],
+                   worker_device_ids=[g.device_id for g in worker],
+                   tensor_parallel=tp, pipeline_parallel=pp, p2p_mode=o.p2p)
+    names = sorted({g.name for g in group})
+    link, worst = _group_link(facts, group)
+    plan.link = link
+    messages.insert(0, f"vLLM: {_names(plan.vllm_gpus)} ({', '.join(names)})"
+                       + (f" joined by {link}" if len(group) > 1 else "")
+                       + f": tensor parallel {tp}, pipeline parallel {pp}")
+    _plan_p2p(plan, worst, len(group), o, messages)
+    _plan_memory(plan, group, o, previous, messages, notes)
+    messages.append(f"multimodal worker: {_names(plan.worker_gpus)}" if worker
+                    else "multimodal worker: no GPU left for it, it runs in CPU mode")
+    plan.messages = messages
+    plan.notes = notes
+    return plan
+
+
+def _cpu_plan(o: PlanOverrides, messages: list[str], notes: list[str] | None = None) -> GpuPlan:
+    return GpuPlan(cpu_only=True, p2p_mode=o.p2p, notes=list(notes or []), messages=messages + [
+        "vLLM and the other GPU-only services are left out of the GPU environment; "
+        "the multimodal worker runs in CPU mode"])
+
+
+def _pinned(facts: GpuFacts, pins: Sequence[str]) -> list[Gpu]:
+    out: list[Gpu] = []
+    for pin in pins:
+        g = next((g for g in facts.gpus if pin in (str(g.index), g.uuid)), None)
+        if g is None:
+            known = ", ".join(f"{g.index} ({g.uuid})" for g in facts.gpus)
+            raise ConfigError(f"--gpus names GPU {pin!r}, which this host does not have",
+                              key_path="mmstack.gpu.gpus", fix=f"use an index or UUID of: {known}")
+        if g not in out:
+            out.append(g)
+    return sorted(out, key=lambda g: g.index)
+
+
+def _busy(g: Gpu, o: PlanOverrides) -> bool:
+    if not g.memory_total_mib or g.memory_used_mib is None:
+        return False
+    return g.memory_used_mib > o.busy_fraction * g.memory_total_mib
+
+
+def _used(g: Gpu) -> str:
+    return f"{g.memory_used_mib} of {g.memory_total_mib} MiB"
+
+
+def _names(indices: Sequence[int]) -> str:
+    return ", ".join(f"GPU{i}" for i in indices)
+
+
+def _best_group(facts: GpuFacts, candidates: list[Gpu], sizes: list[int],
+                mixed: bool) -> list[Gpu] | None:
+    """The best subset of ``candidates`` whose size is one of ``sizes``.
+
+    Ranking, most important first: fully NVLink-connected; larger; better worst link; more
+    NVLinks per pair; fewer displays; more free memory; lower indices (so ties are stable).
+    Without ``mixed``, a subset holds only identical cards (same name and memory size).
+    """
+    classes: list[list[Gpu]]
+    if mixed:
+        classes = [candidates]
+    else:
+        by_model: dict[tuple[str, int | None], list[Gpu]] = {}
+        for g in candidates:
+            by_model.setdefault((g.name, g.memory_total_mib), []).append(g)
+        classes = list(by_model.values())
+    best: tuple[Any, ...] | None = None
+    best_group: list[Gpu] | None = None
+    for cls in classes:
+        for size in sizes:
+            if size > len(cls):
+                continue
+            for subset in _subsets(cls, size):
+                key = _score(facts, list(subset))
+                if best is None or key > best:
+                    best, best_group = key, list(subset)
+    return best_group
+
+
+def _subsets(gpus: list[Gpu], size: int) -> Any:
+    if len(gpus) <= MAX_EXHAUSTIVE:
+        return itertools.combinations(gpus, size)
+    return [gpus[:size]]  # very large hosts: lowest indices (they are rarely mixed)
+
+
+def _score(facts: GpuFacts, group: list[Gpu]) -> tuple[Any, ...]:
+    pairs = [facts.link(a.index, b.index) for a, b in itertools.combinations(group, 2)]
+    all_nv = bool(pairs) and all(p is not None and p.level is LinkLevel.NVLINK for p in pairs)
+    worst = max((p.level.rank if p else LinkLevel.UNKNOWN.rank for p in pairs), default=0)
+    min_links = min((p.nvlinks if p else 0 for p in pairs), default=0)
+    displays = sum(1 for g in group if g.display_active)
+    free = sum(g.memory_free_mib or 0 for g in group)
+    return (all_nv, len(group), -worst, min_links, -displays, free,
+            tuple(-g.index for g in group))
+
+
+def _group_link(facts: GpuFacts, group: list[Gpu]) -> tuple[str, LinkLevel]:
+    """("nvlink (NV4)" or the worst PCIe level, that level)."""
+    if len(group) < 2:
+        return "none", LinkLevel.NVLINK
+    pairs = [facts.link(a.index, b.index) for a, b in itertools.combinations(group, 2)]
+    levels = [p.level if p else LinkLevel.UNKNOWN for p in pairs]
+    worst = max(levels, key=lambda lv: lv.rank)
+    if worst is LinkLevel.NVLINK:
+        counts = sorted({p.nvlinks for p in pairs if p})
+        return f"NVLink ({'/'.join(f'NV{c}' for c in counts)})", worst
+    return f"PCIe ({worst.value})", worst
+
+
+def _plan_p2p(plan: GpuPlan, worst: LinkLevel, size: int, o: PlanOverrides,
+              messages: list[str]) -> None:
+    if size < 2:
+        plan.link = "none"
+        return
+    plan.link = "nvlink" if worst is LinkLevel.NVLINK else worst.value
+    enable = {"on": True, "off": False}.get(o.p2p, worst is LinkLevel.NVLINK)
+    plan.p2p_enabled = enable
+    if enable:
+        plan.nccl_env = {"NCCL_P2P_LEVEL": _NCCL_LEVEL[worst]}
+        if worst is not LinkLevel.NVLINK:
+            messages.append(f"peer-to-peer forced on over PCIe ({worst.value}): if NCCL hangs at "
+                            "start-up, use --p2p auto")
+    else:
+        # NCCL then goes through host memory, and vLLM's custom all-reduce (which needs P2P)
+        # must be off too, or it tries P2P anyway.
+        plan.nccl_env = {"NCCL_P2P_DISABLE": "1"}
+        plan.vllm_args = ["--disable-custom-all-reduce"]
+        why = "turned off (--p2p off)" if o.p2p == "off" else \
+            f"off: no NVLink between the chosen GPUs (worst link {worst.value}); --p2p on forces it"
+        messages.append(f"peer-to-peer {why}")
+
+
+def _floor2(x: float) -> float:
+    return math.floor(x * 100 + 1e-9) / 100
+
+
+def _plan_memory(plan: GpuPlan, group: list[Gpu], o: PlanOverrides, previous: GpuPlan | None,
+                 messages: list[str], notes: list[str]) -> None:
+    """Memory utilization (one value for every GPU of the group) and the max model length."""
+    prev_vllm = set(previous.vllm_device_ids) if previous and previous.memory_utilization else set()
+    utils: list[float] = []
+    caps: list[float] = []
+    for g in group:
+        total = g.memory_total_mib
+        if not total:
+            utils.append(o.base_utilization)
+            continue
+        used = g.memory_used_mib or 0
+        looks_used = used > o.idle_used_mib or (g.processes or 0) > 0
+        if looks_used and g.device_id in prev_vllm and previous is not None:
+            # The stack's own vLLM holds this card: keep what was planned for it.
+            assert previous.memory_utilization is not None
+            utils.append(previous.memory_utilization)
+            notes.append(f"GPU{g.index}: keeps memory utilization {previous.memory_utilization:.2f} "
+                         "from the saved plan while the stack runs on it")
+            continue
+        util = o.base_utilization
+        if g.display_active:
+            util = min(util, o.display_utilization)
+            messages.append(f"GPU{g.index} drives a display: memory utilization at most "
+                            f"{o.display_utilization:.2f}")
+        if looks_used:
+            util = min(util, o.shared_utilization)
+            messages.append(f"GPU{g.index} is shared with other processes: memory utilization at "
+                            f"most {o.shared_utilization:.2f}")
+            notes.append(f"GPU{g.index}: {_used(g)} in use, {g.processes or 0} process(es) seen")
+        # vLLM reserves utilization x total; that must fit in what is free now, with headroom.
+        cap = _floor2((total - used - o.headroom_mib) / total)
+        caps.append(cap)
+        if cap < util:
+            util = cap
+            messages.append(f"GPU{g.index}: memory utilization capped at {cap:.2f} by its free memory")
+        utils.append(util)
+    util = _floor2(min(utils)) if utils else o.base_utilization
+    if o.memory_utilization is not None:
+        if caps and o.memory_utilization > min(caps):
+            messages.append(f"memory utilization {o.memory_utilization:.2f} was asked for, but "
+                            f"only {min(caps):.2f} is free on some GPU: vLLM may fail to start")
+        util = o.memory_utilization
+    plan.memory_utilization = util
+
+    # Max model length from the KV-cache budget:
+    #   kv_per_gpu  = total_mib x utilization - weights_mib / (tp x pp) - overhead_mib
+    #   kv_tokens   = kv_per_gpu x n_gpus x MiB / kv_bytes_per_token   (KV is split over GPUs)
+    #   max_len     = kv_tokens / min_concurrent_seqs, rounded down to a multiple of 1024,
+    #                 at most the model's own limit (max_model_len_cap)
+    totals = [g.memory_total_mib for g in group if g.memory_total_mib]
+    if not totals:
+        plan.max_model_len = o.max_model_len or o.max_model_len_cap
+        return
+    n = len(group)
+    kv_per_gpu = min(totals) * util - o.model_weights_gib * 1024 / n - o.overhead_mib
+    tokens = int(max(0.0, kv_per_gpu) * n * MiB // o.kv_bytes_per_token)
+    fit = min(o.max_model_len_cap, (tokens // o.min_concurrent_seqs) // 1024 * 1024)
+    if o.max_model_len is not None:
+        if o.max_model_len > tokens:
+            messages.append(f"max model length {o.max_model_len} was asked for, but the KV cache "
+                            f"holds about {tokens} tokens: vLLM may refuse to start")
+        plan.max_model_len = o.max_model_len
+    elif fit < 1024:
+        plan.max_model_len = 1024
+        messages.append(f"the model barely fits: the KV cache holds about {tokens} tokens; "
+                        "use more GPUs, a smaller or quantized model, or set model_weights_gib")
+    else:
+        plan.max_model_len = fit
