@@ -81,16 +81,12 @@ def remote_detect_gpu(c: Context, hosts: str | None = None, limit: str | None = 
 
 
 def _gpu_plan(facts: Any, overrides: dict[str, Any]) -> dict[str, Any] | None:
-    """The pure GPU planner's plan for this host, when the planner exists."""
+    """The same pure planner as local runs (`gpu.plan.plan_gpus`), with the host's overrides."""
     try:
-        from ..gpu import plan as gpu_plan_module  # type: ignore[attr-defined]
+        from ..gpu.plan import plan_gpus
     except ImportError:
         return None
-    planner = getattr(gpu_plan_module, "plan_gpu", None)
-    if planner is None:
-        return None
-    plan = planner(facts, overrides)
-    return plan.to_dict() if hasattr(plan, "to_dict") else plan
+    return plan_gpus(facts, overrides).to_dict()
 
 
 def reroot(files: list[Any], local_root: Path, remote_root: str) -> list[Any]:

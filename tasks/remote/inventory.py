@@ -44,6 +44,21 @@ GROUP_NAME_RE = r"^[A-Za-z][A-Za-z0-9_-]*$"
 # A DNS name, an IPv4 address or an IPv6 address (no brackets).
 ADDRESS_RE = r"^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?$|^[0-9A-Fa-f:.]+$"
 
+
+
+def _gpu_keys() -> list[str]:
+    """The GPU planner's override names (the inventory's ``gpu`` keys are exactly these)."""
+    from dataclasses import fields
+
+    try:
+        from ..gpu.plan import PlanOverrides
+    except ImportError:  # pragma: no cover - the planner ships with the package
+        return ["tensor_parallel", "pipeline_parallel", "memory_utilization", "max_model_len", "p2p", "gpus"]
+    return [f.name for f in fields(PlanOverrides)]
+
+
+GPU_KEYS = _gpu_keys()
+
 VAR_RULES: dict[str, Any] = {
     "user": {"type": "string", "regex": r"^[a-z_][a-z0-9_.-]*\$?$"},
     "port": {"type": "integer", "min": 1, "max": 65535},
@@ -51,7 +66,7 @@ VAR_RULES: dict[str, Any] = {
     "stack_dir": {"type": "string", "regex": r"^(/|~/)\S*$"},
     "environment": {"type": "string", "regex": r"^[a-z][a-z0-9-]*$"},
     "trust_host_key": {"type": "boolean"},
-    "gpu": {"type": "dict"},
+    "gpu": {"type": "dict", "keysrules": {"type": "string", "allowed": GPU_KEYS}},
     "known_hosts_file": {"type": "string", "empty": False},
     "connect_timeout": {"type": "number", "min": 0.1},
 }

@@ -91,6 +91,7 @@ def test_unknown_pattern_names_the_choices(tmp_path: Path) -> None:
      "groups.gpu_servers.hosts.gpu1.prot", 5, "unknown key"),
     ("vars:\n  trust_host_key: yes please\n", "vars.trust_host_key", 2, "must be of boolean type"),
     ("forks: 0\n", "forks", 1, "min value is 1"),
+    ("vars:\n  gpu: {tensor_paralel: 2}\n", "vars.gpu.tensor_paralel", 2, "unallowed value"),
     ("hosts:\n  gpu1: {stack_dir: relative/dir}\n", "hosts.gpu1.stack_dir", 2, "does not match"),
     ("hosts:\n  gpu1: {address: 'bad host'}\n", "hosts.gpu1.address", 2, "does not match"),
     ("groups:\n  all:\n    hosts: {gpu1: }\n", "groups.all", 2, "reserved"),
@@ -129,7 +130,8 @@ def test_sample_ships_and_is_valid_but_not_loaded_by_default(tmp_path: Path) -> 
     hosts = inv.select("gpu_servers")
     assert [h.name for h in hosts] == ["gpu1", "gpu2"]
     assert all(h.address.endswith(".example.com") for h in hosts)
-    assert all(h.gpu.get("count") == 2 and "3090" in h.gpu.get("model", "") for h in hosts)
+    assert all(h.gpu.get("tensor_parallel") == 2 for h in hosts)
+    assert hosts[1].gpu["memory_utilization"] == 0.85
 
     write(tmp_path, sample.read_text(), "sample.yml")
     with pytest.raises(ConfigError) as err:
