@@ -300,6 +300,9 @@ def plan_gpus(facts: GpuFacts, overrides: PlanOverrides | Mapping[str, Any] | No
     return plan
 
 
+plan_gpu = plan_gpus  # the name the remote deploy looks up
+
+
 def _cpu_plan(o: PlanOverrides, messages: list[str], notes: list[str] | None = None) -> GpuPlan:
     return GpuPlan(cpu_only=True, p2p_mode=o.p2p, notes=list(notes or []), messages=messages + [
         "vLLM and the other GPU-only services are left out of the GPU environment; "

@@ -28,6 +28,7 @@ CMD_APPS = "nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory --format=cs
 CMD_TOPO = "nvidia-smi topo -m"
 CMD_NVLINK = "nvidia-smi nvlink --status"
 CMD_TABLE = "nvidia-smi"
+CMD_LIST = "nvidia-smi -L"
 
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _DEVICE_RE = re.compile(r"^(GPU|NIC)(\d+)$")
@@ -288,7 +289,7 @@ def _first(pattern: str, text: str) -> str | None:
 # -- putting it together ---------------------------------------------------------------------------
 def facts_from_smi(query_csv: str | None, topo_text: str | None = None,
                    nvlink_text: str | None = None, table_text: str | None = None,
-                   apps_csv: str | None = None) -> GpuFacts:
+                   apps_csv: str | None = None, list_text: str | None = None) -> GpuFacts:
     """Pure: combine the outputs of the commands above into `GpuFacts` (source "smi")."""
     warnings: list[str] = []
     table = parse_smi_table(table_text) if table_text else None
@@ -315,6 +316,12 @@ def facts_from_smi(query_csv: str | None, topo_text: str | None = None,
                             display_active=t.get("display_active")))
         if gpus:
             warnings.append("GPU list taken from the nvidia-smi table (the CSV query failed)")
+    if not gpus:
+        # Last resort: `nvidia-smi -L` (or the nvlink status) names each GPU and its UUID.
+        for status in parse_nvlink_status(list_text or nvlink_text or ""):
+            gpus.append(Gpu(index=status.index, name=status.name, uuid=status.uuid))
+        if gpus:
+            warnings.append("only GPU names and UUIDs are known (the CSV query and the table failed)")
     driver = next((r.get("driver_version") for r in rows if r.get("driver_version")), None)
     cuda = None
     if table:
@@ -379,30 +386,31 @@ def gather_via_smi(c: Any) -> GpuFacts:
     """Run the nvidia-smi commands through ``c`` (an invoke Context or a Fabric Connection).
 
     Never raises for a host without GPUs: a missing nvidia-smi or a driver that is not loaded
-    gives a CPU-only result with the reason.
+    gives a CPU-only result with the reason. Each command may fail on its own (old drivers,
+    restricted containers); whatever answered is used.
     """
     def run(cmd: str) -> tuple[bool, str, str]:
-        result = c.run(cmd, hide=True, warn=True)
+        result = c.run(cmd, hide=True, warn=True, in_stream=False)
         return bool(result.ok), result.stdout or "", result.stderr or ""
 
-    ok, out, err = run(CMD_QUERY)
-    if not ok and "compute_cap" in (out + err):
-        ok, out, err = run(CMD_QUERY_OLD)
-    if not ok:
-        reason = classify_smi_failure(out + "\n" + err)
-        table_ok, table_out, _ = run(CMD_TABLE) if "not found" not in reason else (False, "", "")
-        if not table_ok:
+    query_ok, query_out, query_err = run(CMD_QUERY)
+    if not query_ok and "compute_cap" in (query_out + query_err):
+        query_ok, query_out, query_err = run(CMD_QUERY_OLD)
+    reason = classify_smi_failure(query_out + "\n" + query_err) if not query_ok else ""
+    if not query_ok and reason.startswith(("nvidia-smi not found", "the NVIDIA driver")):
+        return cpu_only(reason, source="smi")
+    table_ok, table_out, _ = run(CMD_TABLE)
+    list_out = None
+    if not query_ok and not table_ok:
+        list_ok, list_out, _ = run(CMD_LIST)
+        if not list_ok or not list_out.strip():
             return cpu_only(reason, source="smi")
-        out = ""
-    else:
-        table_ok, table_out, _ = run(CMD_TABLE)
     topo_ok, topo_out, _ = run(CMD_TOPO)
     link_ok, link_out, _ = run(CMD_NVLINK)
     apps_ok, apps_out, _ = run(CMD_APPS)
-    facts = facts_from_smi(out or None, topo_out if topo_ok else None,
-                           link_out if link_ok else None, table_out if table_ok else None,
-                           apps_out if apps_ok else None)
-    return facts
+    return facts_from_smi(query_out if query_ok else None, topo_out if topo_ok else None,
+                          link_out if link_ok else None, table_out if table_ok else None,
+                          apps_out if apps_ok else None, list_text=list_out)
 
 
 def classify_smi_failure(text: str) -> str:
