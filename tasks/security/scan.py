@@ -56,8 +56,10 @@ class _Out:
     secret_lines: set[int] = field(default_factory=set)
 
     def add(self, rule_id: str, line: int | None, message: str, file: str | None = None) -> None:
+        # One finding per rule and line: a YAML anchor merged elsewhere, or two ports in one
+        # flow list, are one thing to fix.
         f = finding(rule_id, file or self.file, line, message)
-        if f not in self.findings:
+        if not any((g.rule_id, g.file, g.line) == (f.rule_id, f.file, f.line) for g in self.findings):
             self.findings.append(f)
         if rule_id[3] in "12" and line is not None and (file is None or file == self.file):
             self.secret_lines.add(line)

@@ -47,6 +47,12 @@ class YSeq(list):
         return self.locs[index] if index < len(self.locs) else (self.file, self.line)
 
 
+class TaggedStr(str):
+    """A scalar with a non-standard tag (``!reset``, ``!override``): its text, plus the tag."""
+
+    tag: str | None = None
+
+
 def _custom_tag(tag: str) -> str | None:
     return None if tag.startswith("tag:yaml.org,2002:") else tag
 
@@ -58,7 +64,9 @@ def _scalar(node: yaml.ScalarNode) -> Any:
             return ctor(_CONSTRUCT, node)
         except (yaml.YAMLError, ValueError, TypeError):
             return node.value
-    return node.value  # an unknown tag (!override on a scalar, !reset ...): the text
+    out = TaggedStr(node.value)  # an unknown tag (!reset null, !override "x"): the text
+    out.tag = node.tag
+    return out
 
 
 def _convert(node: yaml.Node, file: str, seen: dict[int, Any]) -> Any:
