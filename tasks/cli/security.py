@@ -98,16 +98,16 @@ def run_security_step(run: Run, extra_paths: Sequence[Path] = ()) -> None:
     ``mmstack.security.fail_on``. Findings never raise; the chain checks ``failed_any``."""
     from ..security.output import location
     from ..security.rules import at_or_above
-    from ..security.validate import AREAS, STORE_DIR, scan_stack
+    from ..security.validate import AREAS, scan_stack
 
     run.reporter.task("validate-security")
     threshold = _fail_on(config_value(run.c, "security.fail_on", DEFAULT_FAIL_ON))
     result = scan_stack(run.stack, extra_paths)
     area_of = {t.display: t.area for t in result.targets}
-    store_prefix = STORE_DIR.as_posix()
     by_area: dict[str, list] = {}
     for f in result.findings:
-        area = area_of.get(f.file) or ("secrets" if f.file.startswith(store_prefix) else "extra")
+        # A directory-level finding (`.mmstack/secrets` too open) belongs to the store's area.
+        area = area_of.get(f.file) or ("secrets" if f.file.startswith(".mmstack/") else "extra")
         by_area.setdefault(area, []).append(f)
     areas = result.areas()
     for area, label in AREAS:

@@ -108,3 +108,16 @@ def test_gitcheck_without_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     lone.write_text("X=1\n")
     assert gitcheck.is_tracked(lone) is False
     assert gitcheck.tracked_among([lone]) == set()
+
+
+def test_backups_of_hand_edited_files_are_secret_files(tmp_path: Path) -> None:
+    stack = _stack(tmp_path)
+    backups = stack / ".mmstack" / "backups"
+    backups.mkdir(mode=0o700)
+    saved = backups / "redis.env.20240101T000000.hand-edited"
+    saved.write_text(STRONG)
+    saved.chmod(0o600)
+    assert validate_security(stack) == []
+    saved.chmod(0o644)
+    assert _rows(validate_security(stack)) == [
+        ("MMS306", ".mmstack/backups/redis.env.20240101T000000.hand-edited", None)]
