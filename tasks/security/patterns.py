@@ -85,14 +85,15 @@ _INTERP = re.compile(r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*")
 _EXTERNAL_REF = re.compile(r"^(?:vault|op|env|secret|ssm|awssm|gcpsm|azkv|file)(?::|://)", re.I)
 _SECRET_PATH = re.compile(r"^/(?:run|var/run)/secrets/")
 _DOTTED_SECRET = re.compile(r"^secrets\.[A-Za-z_][A-Za-z0-9_]*$")
+_FORMAT_FIELD = re.compile(r"^(?:\{[A-Za-z_][\w.\[\]'\"]*\}|%\([A-Za-z_]\w*\)s|%s)$")
 
 
 def is_reference(value: str) -> bool:
     """A value that points at a secret instead of being one: ``{{ secrets.x }}``, ``${VAR}``,
-    ``secrets.x``, ``/run/secrets/x``, ``vault:...``."""
+    ``secrets.x``, ``/run/secrets/x``, ``vault:...``, a format field (``{password}``, ``%s``)."""
     v = value.strip()
     return bool(_JINJA.search(v) or _INTERP.search(v) or _EXTERNAL_REF.match(v)
-                or _SECRET_PATH.match(v) or _DOTTED_SECRET.match(v))
+                or _SECRET_PATH.match(v) or _DOTTED_SECRET.match(v) or _FORMAT_FIELD.match(v))
 
 
 _WEAK = frozenset({

@@ -229,8 +229,12 @@ def scan_text(text: str, file: str) -> list[Finding]:
     """Any other text file that should hold no secret: key material and URL credentials."""
     out = _Out(file, PLAIN)
     for n, line in enumerate(text.splitlines(), 1):
-        if P.url_passwords(line):
-            _check_pair(out, None, line, n, label=f"line {n}", literal_rule="MMS102")
+        for pw in P.url_passwords(line):
+            # In free text (docs, scripts) a weak-looking password is a placeholder
+            # (`user:PASSWORD@host`); only a literal that looks real is a finding.
+            if not (P.is_reference(pw) or P.weak_reason(pw)):
+                out.add("MMS105", n, f"line {n}: URL with a literal password {mask(pw)}")
+                break
     _key_material(out, enumerate(text.splitlines(), 1))
     return out.findings
 
