@@ -233,6 +233,8 @@ def plan_gpus(facts: GpuFacts, overrides: PlanOverrides | Mapping[str, Any] | No
             if _busy(g, o) and g.device_id not in ours:
                 messages.append(f"GPU{g.index} is pinned but already more than "
                                 f"{o.busy_fraction:.0%} used by something else")
+        # Unpinned cards that are taken are not handed to the worker either.
+        busy = [g for g in facts.gpus if g not in candidates and _busy(g, o) and g.device_id not in ours]
     else:
         candidates = []
         for g in facts.gpus:
@@ -268,9 +270,9 @@ def plan_gpus(facts: GpuFacts, overrides: PlanOverrides | Mapping[str, Any] | No
                               f"{len(candidates)} usable GPU(s) are available",
                               key_path="mmstack.gpu.pipeline_parallel",
                               fix="lower --pipeline-parallel")
-    group = _best_group(facts, candidates, sizes, mixed=bool(o.gpus))
+    group = _best_group(facts, candidates, sizes, o, ours, mixed=bool(o.gpus))
     if group is None:
-        group = _best_group(facts, candidates, sizes, mixed=True)
+        group = _best_group(facts, candidates, sizes, o, ours, mixed=True)
         messages.append("no set of identical cards is large enough: vLLM spans different models")
     assert group is not None
     tp = len(group) // pp
@@ -336,13 +338,15 @@ def _names(indices: Sequence[int]) -> str:
     return ", ".join(f"GPU{i}" for i in indices)
 
 
-def _best_group(facts: GpuFacts, candidates: list[Gpu], sizes: list[int],
-                mixed: bool) -> list[Gpu] | None:
+def _best_group(facts: GpuFacts, candidates: list[Gpu], sizes: list[int], o: PlanOverrides,
+                ours: set[str], mixed: bool) -> list[Gpu] | None:
     """The best subset of ``candidates`` whose size is one of ``sizes``.
 
     Ranking, most important first: fully NVLink-connected; larger; better worst link; more
-    NVLinks per pair; fewer displays; more free memory; lower indices (so ties are stable).
-    Without ``mixed``, a subset holds only identical cards (same name and memory size).
+    NVLinks per pair; fewer cards shared with other processes; fewer displays; more total
+    memory; lower indices. Only stable signals rank groups (free memory drifts from run to
+    run and would make a re-run pick other cards); the stack's own cards (``ours``) never
+    count as shared. Without ``mixed``, a subset holds only identical cards.
     """
     classes: list[list[Gpu]]
     if mixed:
@@ -359,7 +363,7 @@ def _best_group(facts: GpuFacts, candidates: list[Gpu], sizes: list[int],
             if size > len(cls):
                 continue
             for subset in _subsets(cls, size):
-                key = _score(facts, list(subset))
+                key = _score(facts, list(subset), o, ours)
                 if best is None or key > best:
                     best, best_group = key, list(subset)
     return best_group
@@ -371,14 +375,19 @@ def _subsets(gpus: list[Gpu], size: int) -> Any:
     return [gpus[:size]]  # very large hosts: lowest indices (they are rarely mixed)
 
 
-def _score(facts: GpuFacts, group: list[Gpu]) -> tuple[Any, ...]:
+def _looks_used(g: Gpu, o: PlanOverrides) -> bool:
+    return (g.memory_used_mib or 0) > o.idle_used_mib or (g.processes or 0) > 0
+
+
+def _score(facts: GpuFacts, group: list[Gpu], o: PlanOverrides, ours: set[str]) -> tuple[Any, ...]:
     pairs = [facts.link(a.index, b.index) for a, b in itertools.combinations(group, 2)]
     all_nv = bool(pairs) and all(p is not None and p.level is LinkLevel.NVLINK for p in pairs)
     worst = max((p.level.rank if p else LinkLevel.UNKNOWN.rank for p in pairs), default=0)
     min_links = min((p.nvlinks if p else 0 for p in pairs), default=0)
+    shared = sum(1 for g in group if g.device_id not in ours and _looks_used(g, o))
     displays = sum(1 for g in group if g.display_active)
-    free = sum(g.memory_free_mib or 0 for g in group)
-    return (all_nv, len(group), -worst, min_links, -displays, free,
+    total = sum(g.memory_total_mib or 0 for g in group)
+    return (all_nv, len(group), -worst, min_links, -shared, -displays, total,
             tuple(-g.index for g in group))
 
 
@@ -434,7 +443,7 @@ def _plan_memory(plan: GpuPlan, group: list[Gpu], o: PlanOverrides, previous: Gp
             utils.append(o.base_utilization)
             continue
         used = g.memory_used_mib or 0
-        looks_used = used > o.idle_used_mib or (g.processes or 0) > 0
+        looks_used = _looks_used(g, o)
         if looks_used and g.device_id in prev_vllm and previous is not None:
             # The stack's own vLLM holds this card: keep what was planned for it.
             assert previous.memory_utilization is not None
