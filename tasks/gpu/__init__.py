@@ -1,1 +1,9 @@
-"""mmstack gpu."""
+"""mmstack gpu: GPU facts (NVML or nvidia-smi), the pure GPU planner, and human summaries.
+
+facts.py   the data (GpuFacts, Gpu, NvLink, TopoLink, LinkLevel) and its JSON round trip
+nvml.py    the one boundary to pynvml, and the NVML collector
+smi.py     pure nvidia-smi parsers, the exact command lines, gather_via_smi(c)
+detect.py  source selection (auto: NVML, else nvidia-smi, else CPU-only)
+plan.py    plan_gpus(facts, overrides, previous) -> GpuPlan; load_saved_plan(state_dir)
+render.py  text summaries (facts with the NVLink matrix, plan)
+"""

@@ -7,7 +7,6 @@ tests skip (they are never copied into the project).
 from __future__ import annotations
 
 from itertools import combinations
-from pathlib import Path
 
 import pytest
 from invoke import MockContext, Result
