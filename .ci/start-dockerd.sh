@@ -15,7 +15,7 @@
 set -euo pipefail
 
 LOG=${MMSTACK_DOCKERD_LOG:-/var/log/mmstack-dockerd.log}
-PIDFILE=/var/run/docker.pid
+PIDFILE=${MMSTACK_DOCKERD_PIDFILE:-/var/run/docker.pid}
 WAIT_S=${MMSTACK_DOCKERD_WAIT_S:-90}
 DOCKERD=$(command -v dockerd || echo /usr/sbin/dockerd)
 
@@ -53,7 +53,7 @@ start() {  # ARGS... ; returns 0 when the engine answers and runs a container
   for i in $(seq 1 "$WAIT_S"); do
     if ! kill -0 "$pid" 2>/dev/null; then
       say "dockerd exited during start-up; last lines of $LOG:"
-      tail -n 15 "$LOG" >&2
+      grep -v "module=grpc" "$LOG" | tail -n 15 >&2
       return 1
     fi
     if engine_up; then
@@ -66,7 +66,7 @@ start() {  # ARGS... ; returns 0 when the engine answers and runs a container
     sleep 1
   done
   say "dockerd did not answer within ${WAIT_S}s; last lines of $LOG:"
-  tail -n 15 "$LOG" >&2
+  grep -v "module=grpc" "$LOG" | tail -n 15 >&2
   stop "$pid"
   return 1
 }
