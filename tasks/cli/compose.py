@@ -21,7 +21,7 @@ def validate_schema(c: Context, json: bool = False) -> None:
 
     run = Run.start(c, json=json)
     try:
-        validate_schema_step(run)
+        validate_schema_step(run, use_cache=False)
     except MmstackError as exc:
         if not json:
             raise

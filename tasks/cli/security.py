@@ -98,11 +98,13 @@ def run_security_step(run: Run, extra_paths: Sequence[Path] = ()) -> None:
     ``mmstack.security.fail_on``. Findings never raise; the chain checks ``failed_any``."""
     from ..security.output import location
     from ..security.rules import at_or_above
-    from ..security.validate import AREAS, scan_stack
+    from ..security.validate import AREAS, scan_cache, scan_stack
 
     run.reporter.task("validate-security")
     threshold = _fail_on(config_value(run.c, "security.fail_on", DEFAULT_FAIL_ON))
-    result = scan_stack(run.stack, extra_paths)
+    cache = scan_cache(run.state_dir, writable=not run.check)
+    result = scan_stack(run.stack, extra_paths, cache=cache)
+    cache.save()
     area_of = {t.display: t.area for t in result.targets}
     by_area: dict[str, list] = {}
     for f in result.findings:

@@ -50,12 +50,18 @@ def gpu_context(gpu_plan: dict[str, Any] | None) -> dict[str, Any]:
 class EnvRenderer:
     """Compiles the templates once per process and renders every environment with them."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, bytecode_dir: Path | None = None) -> None:
         import jinja2  # imported here: only tasks that render pay for it
 
         self.stack = stack
         self.dir = stack.root / TEMPLATES_DIR
+        # Compiled templates are kept (keyed by template source) so no-op runs skip compiling.
+        cache = None
+        if bytecode_dir is not None:
+            bytecode_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            cache = jinja2.FileSystemBytecodeCache(str(bytecode_dir))
         self._jinja = jinja2.Environment(
+            bytecode_cache=cache,
             loader=jinja2.FileSystemLoader(str(self.dir)),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,

@@ -14,8 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from cerberus import Validator
-
+from ..engine.cache import ContentCache, code_fingerprint, fingerprint
 from ..engine.errors import MmstackError, MultiError, SchemaError
 from . import rules
 from .merge import MergeError, merge, resolve_operators
@@ -182,8 +181,13 @@ def _expand_healthcheck(ref: dict[str, Any] | None, templates: dict[str, Any]) -
 # Loading and validation
 # --------------------------------------------------------------------------------------------
 
-def load_stack(root: Path, schema_path: Path | None = None, settings_path: Path | None = None) -> Stack:
-    """Read and validate the schema (and `mmstack.yaml`, when present) under ``root``."""
+def load_stack(root: Path, schema_path: Path | None = None, settings_path: Path | None = None,
+               cache: "ContentCache | None" = None) -> Stack:
+    """Read and validate the schema (and `mmstack.yaml`, when present) under ``root``.
+
+    With ``cache`` (see engine.cache), a schema, settings file and template set that already
+    passed validation with this very code are not validated again.
+    """
     root = Path(root)
     schema_file = schema_path or root / SCHEMA_PATH
     source = load_yaml(schema_file, _display(schema_file, root))
@@ -192,6 +196,13 @@ def load_stack(root: Path, schema_path: Path | None = None, settings_path: Path 
     if settings_file.exists():
         settings_source = load_yaml(settings_file, _display(settings_file, root))
 
+    cache_key = None
+    if cache is not None:
+        templates = sorted(p.name for p in (root / TEMPLATES_DIR).glob("*.env.j2"))
+        cache_key = fingerprint(schema_file.read_bytes(),
+                                settings_file.read_bytes() if settings_source is not None else b"",
+                                "\n".join(templates))
+    known_valid = bool(cache is not None and cache.get(cache_key))
     errors: list[MmstackError] = []
     if not isinstance(source.data, dict):
         raise source.error((), "the schema must be a YAML mapping at the top level",
@@ -202,10 +213,12 @@ def load_stack(root: Path, schema_path: Path | None = None, settings_path: Path 
             settings_source.data = {}
         if not isinstance(settings_source.data, dict):
             raise settings_source.error((), "mmstack.yaml must be a mapping")
-        errors += cerberus_errors(settings_source, rules.SETTINGS)
+        if not known_valid:
+            errors += cerberus_errors(settings_source, rules.SETTINGS)
         settings = settings_source.data
 
-    errors += cerberus_errors(source, rules.SCHEMA)
+    if not known_valid:
+        errors += cerberus_errors(source, rules.SCHEMA)
     if errors:
         raise MultiError(errors)
 
@@ -230,10 +243,25 @@ def load_stack(root: Path, schema_path: Path | None = None, settings_path: Path 
             raise MultiError([settings_source.error(exc.path, exc.message, exc.fix)]) from None
 
     stack = Stack(root=root, source=source, data=data, settings=settings)
+    if known_valid:
+        return stack
     errors += semantic_errors(stack, settings_source)
     if errors:
         raise MultiError(errors)
+    if cache is not None and cache_key is not None:
+        cache.put(cache_key, True)
     return stack
+
+
+def validation_cache(state_dir: Path | None, *, writable: bool) -> "ContentCache":
+    """The memo of schemas that passed validation (keyed by content and validator code)."""
+    import sys
+
+    from . import merge as merge_module
+    from . import yamlsrc
+
+    code = code_fingerprint([rules, merge_module, yamlsrc, sys.modules[__name__]])
+    return ContentCache(state_dir, "schema-valid", code, writable=writable)
 
 
 def _display(path: Path, root: Path) -> str:
@@ -243,11 +271,13 @@ def _display(path: Path, root: Path) -> str:
         return str(path)
 
 
-_VALIDATORS: dict[int, Validator] = {}
+_VALIDATORS: dict[int, Any] = {}
 
 
-def _validator(schema: dict[str, Any]) -> Validator:
+def _validator(schema: dict[str, Any]) -> Any:
     """One Validator per rule set: building one re-checks the rules, which is the slow part."""
+    from cerberus import Validator  # imported on first use: a cached validation needs none
+
     key = id(schema)
     if key not in _VALIDATORS:
         _VALIDATORS[key] = Validator(schema, allow_unknown=False)

@@ -20,10 +20,19 @@ GPU_PLAN_FILE = "gpu-plan.json"
 BACKUPS = "backups"
 
 
-def validate_schema_step(run: Run) -> Stack:
-    """Load and validate; errors propagate (as a `MultiError` listing every problem)."""
+def validate_schema_step(run: Run, use_cache: bool = True) -> Stack:
+    """Load and validate; errors propagate (as a `MultiError` listing every problem).
+
+    ``use_cache`` skips re-validating a schema that already passed with this very code (the
+    explicit `inv validate-schema` always validates in full).
+    """
+    from .model import validation_cache
+
     run.reporter.task("validate-schema")
-    stack = load_stack(run.stack)
+    cache = validation_cache(run.state_dir, writable=not run.check) if use_cache else None
+    stack = load_stack(run.stack, cache=cache)
+    if cache is not None:
+        cache.save()
     run.reporter.ok(
         stack.schema_file,
         f"{len(stack.service_names)} services, {len(stack.stack_names)} stacks, "
@@ -106,7 +115,8 @@ def render_env_step(run: Run, stack: Stack, env: str | None = None,
     run.reporter.task("render-env")
     if gpu_plan is None:
         gpu_plan = load_gpu_plan(run.state_dir)
-    renderer = EnvRenderer(stack)
+    # Check mode writes nothing, not even compiled templates.
+    renderer = EnvRenderer(stack, None if run.check else run.state_dir / "cache" / "jinja")
     changed = 0
     for name in environments_selected(stack, env):
         secrets = _secrets_for(run, stack, name)

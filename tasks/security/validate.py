@@ -17,12 +17,16 @@ a production overlay sit side by side, the production rules run on their merged 
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from ..engine.cache import ContentCache, code_fingerprint, fingerprint
 from ..engine.errors import ConfigError
 from . import gitcheck, scan
 from .rules import Finding, finding
@@ -70,11 +74,17 @@ class ScanResult:
         return out
 
 
+@functools.lru_cache(maxsize=4096)
+def _resolved(path: Path) -> Path:
+    """`Path.resolve` is a syscall per component; each path is resolved many times per scan."""
+    return path.resolve()
+
+
 def display_path(path: Path, stack_dir: Path) -> str:
     try:
-        return path.resolve().relative_to(stack_dir.resolve()).as_posix()
+        return _resolved(path).relative_to(_resolved(stack_dir)).as_posix()
     except ValueError:
-        return str(path.resolve())
+        return str(_resolved(path))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -83,14 +93,14 @@ def display_path(path: Path, stack_dir: Path) -> str:
 
 def _is_under(path: Path, parent: Path) -> bool:
     try:
-        path.resolve().relative_to(parent.resolve())
+        _resolved(path).relative_to(_resolved(parent))
         return True
     except ValueError:
         return False
 
 
 def _in_state(path: Path, sub: str) -> bool:
-    parts = path.resolve().parts
+    parts = _resolved(path).parts
     return any(parts[i] == ".mmstack" and parts[i + 1] == sub for i in range(len(parts) - 1))
 
 
@@ -112,7 +122,7 @@ def classify(path: Path, stack_dir: Path, area: str, environment: str | None = N
         env_root = stack_dir / ENV_DIR
         generated = _is_under(path, env_root) or _has_generated_header(path)
         if environment is None and _is_under(path, env_root):
-            rel = path.resolve().relative_to(env_root.resolve()).parts
+            rel = _resolved(path).relative_to(_resolved(env_root)).parts
             environment = rel[0] if len(rel) > 1 else None
         return Target(path, disp, "env", area, environment, generated)
     if name.endswith((".yaml", ".yml")):
@@ -142,7 +152,7 @@ def _walk_files(root: Path) -> Iterable[Path]:
 
 def _hint_for(path: Path, hints: Mapping[Path, str]) -> str | None:
     """The environment hinted for ``path`` or its nearest hinted ancestor."""
-    resolved = path.resolve()
+    resolved = _resolved(path)
     for candidate in (resolved, *resolved.parents):
         if candidate in hints:
             return hints[candidate]
@@ -154,11 +164,11 @@ def discover(stack_dir: Path, extra_paths: Sequence[Path] = (),
              include_defaults: bool = True) -> list[Target]:
     """Every file to scan, each once (an extra path inside the defaults keeps its default area)."""
     stack_dir = Path(stack_dir)
-    hints = {Path(p).resolve(): env for p, env in (environment_hints or {}).items()}
+    hints = {_resolved(Path(p)): env for p, env in (environment_hints or {}).items()}
     found: dict[Path, Target] = {}
 
     def add(path: Path, area: str) -> None:
-        key = path.resolve()
+        key = _resolved(path)
         if key not in found:
             found[key] = classify(path, stack_dir, area, _hint_for(path, hints))
 
@@ -225,7 +235,7 @@ def _merged_groups(yaml_targets: list[Target]) -> list[tuple[Target, Target]]:
     by_dir: dict[Path, list[Target]] = {}
     for t in yaml_targets:
         if _is_compose_name(t.path.name):
-            by_dir.setdefault(t.path.resolve().parent, []).append(t)
+            by_dir.setdefault(_resolved(t.path).parent, []).append(t)
     pairs = []
     for group in by_dir.values():
         base = next((t for t in group if t.path.name in _BASE_COMPOSE), None)
@@ -253,7 +263,7 @@ def _file_state(targets: list[Target], texts: dict[Path, str], check_git: bool,
         if mode & 0o077:
             out.append(finding("MMS306", t.display, None,
                                f"secret file has mode {mode:04o}; group/others can access it"))
-    store_dirs = {t.path.resolve().parent for t in holders if t.kind.startswith("store")}
+    store_dirs = {_resolved(t.path).parent for t in holders if t.kind.startswith("store")}
     for d in sorted(store_dirs):
         mode = stat.S_IMODE(d.stat().st_mode)
         if mode & 0o077:
@@ -263,15 +273,41 @@ def _file_state(targets: list[Target], texts: dict[Path, str], check_git: bool,
     if check_git:
         tracked = gitcheck.tracked_among([t.path for t in holders])
         for t in holders:
-            if t.path.resolve() in tracked:
+            if _resolved(t.path) in tracked:
                 out.append(finding("MMS307", t.display, None, "secret file is tracked by git"))
     return out
 
 
+def scan_cache(state_dir: Path | None, *, writable: bool) -> ContentCache:
+    """The memo of per-file scan results (see engine.cache): valid while file and rules agree."""
+    from . import patterns, rules, scan as scan_module, yamllines
+
+    code = code_fingerprint([patterns, rules, scan_module, yamllines, sys.modules[__name__]])
+    return ContentCache(state_dir, "security-scan", code, writable=writable)
+
+
+def _memo(cache: ContentCache | None, parts: tuple[Any, ...], compute: Any) -> list[Finding]:
+    """Findings of a pure scanner call, from the cache when its inputs were seen before."""
+    if cache is None:
+        return compute()
+    key = fingerprint(*(p if isinstance(p, str) else repr(p) for p in parts))
+    hit = cache.get(key)
+    if hit is not None:
+        return [Finding(*row) for row in hit]
+    found = compute()
+    cache.put(key, [[f.rule_id, f.severity, f.file, f.line, f.message, f.fix] for f in found])
+    return found
+
+
 def scan_stack(stack_dir: Path, extra_paths: Sequence[Path] = (),
                environment_hints: Mapping[Path, str] | None = None, *,
-               include_defaults: bool = True, check_git: bool = True) -> ScanResult:
-    """Discover and scan; the findings come sorted by file, line and rule."""
+               include_defaults: bool = True, check_git: bool = True,
+               cache: ContentCache | None = None) -> ScanResult:
+    """Discover and scan; the findings come sorted by file, line and rule.
+
+    With ``cache``, content-based scans of files seen before are reused; file modes and git
+    tracking are always checked afresh.
+    """
     targets = discover(stack_dir, extra_paths, environment_hints, include_defaults=include_defaults)
     result = ScanResult(targets=targets)
     texts: dict[Path, str] = {}
@@ -287,24 +323,30 @@ def scan_stack(stack_dir: Path, extra_paths: Sequence[Path] = (),
     merged_members = {t.path for pair in pairs for t in pair}
     for base, overlay in pairs:
         env = overlay.environment or scan.compose_environment(overlay.path.name) or "production"
-        result.findings += scan.scan_compose_merged(
-            [(base.display, texts[base.path]), (overlay.display, texts[overlay.path])], env)
+        docs = [(base.display, texts[base.path]), (overlay.display, texts[overlay.path])]
+        result.findings += _memo(cache, ("merged", env, *docs[0], *docs[1]),
+                                 lambda docs=docs, env=env: scan.scan_compose_merged(docs, env))
 
     for t in targets:
         text = texts.get(t.path)
         if text is None:
             continue
         if t.kind == "yaml":
-            result.findings += scan.scan_yaml(text, t.display, environment=t.environment,
-                                              production_rules=t.path not in merged_members)
+            prod = t.path not in merged_members
+            result.findings += _memo(cache, ("yaml", t.display, t.environment, prod, text),
+                                     lambda text=text, t=t, prod=prod: scan.scan_yaml(
+                                         text, t.display, environment=t.environment, production_rules=prod))
         elif t.kind == "template":
-            result.findings += scan.scan_template(text, t.display)
+            result.findings += _memo(cache, ("template", t.display, text),
+                                     lambda text=text, t=t: scan.scan_template(text, t.display))
         elif t.kind == "env":
-            result.findings += scan.scan_env(text, t.display, generated=t.generated)
+            result.findings += _memo(cache, ("env", t.display, t.generated, text),
+                                     lambda text=text, t=t: scan.scan_env(text, t.display, generated=t.generated))
         elif t.kind == "store":
-            result.findings += scan.scan_store(text, t.display)
+            result.findings += scan.scan_store(text, t.display)  # secret values: never cached
         elif t.kind == "text":
-            result.findings += scan.scan_text(text, t.display)
+            result.findings += _memo(cache, ("text", t.display, text),
+                                     lambda text=text, t=t: scan.scan_text(text, t.display))
     result.findings += _file_state(targets, texts, check_git, Path(stack_dir))
     result.findings = sorted(dict.fromkeys(result.findings), key=Finding.sort_key)
     return result
