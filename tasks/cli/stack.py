@@ -1,0 +1,202 @@
+"""Running the stack: `start-*`, `status`, `stop`, `logs`, `restart`, `wipe`, `backup`,
+`restore`, `reset`.
+
+Thin tasks over `stack.lifecycle`. Nothing heavy is imported at load time (the docker SDK only
+inside the tasks that change resources), so `inv --list` stays fast.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection, Context, Exit, task
+
+from ..engine.run import Run, boundary, resolve
+from ..stack.rekey import install_when_imported
+
+# rotate-secrets (another collection) gets the PostgreSQL re-key hook when it imports the
+# secrets API; importing nothing now.
+install_when_imported()
+
+START_HELP = {
+    "profile": "also start this stack or environment profile (repeatable)",
+    "no_wait": "do not wait for the services to become healthy",
+    "timeout": "seconds to wait for health (default mmstack.stack.wait_timeout)",
+    "check": "change nothing; list what would be created or recreated",
+    "json": "print the results as JSON",
+}
+
+
+def _start(c: Context, env: str, profile: list[str] | None, no_wait: bool, timeout: int | None,
+           check: bool, json: bool) -> None:
+    from ..stack.lifecycle import start_step
+
+    run = Run.start(c, check=check, json=json)
+    wait_timeout = int(resolve(timeout, c, "stack.wait_timeout", 300))
+    with run.locked():
+        start_step(run, env, tuple(profile or ()), wait=not no_wait, timeout=wait_timeout)
+    run.finish()
+
+
+@task(iterable=["profile"], help={"env": "environment to start (default mmstack.environment)", **START_HELP})
+@boundary
+def start(c: Context, env: str | None = None, profile: list[str] | None = None, no_wait: bool = False,
+          timeout: int | None = None, check: bool = False, json: bool = False) -> None:
+    """Start an environment with Compose v2 and wait until every service is healthy."""
+    env = resolve(env, c, "environment")
+    if not env:
+        raise Exit("error: say which environment: --env NAME (or use start-dev, start-prod, ...)", code=1)
+    _start(c, env, profile, no_wait, timeout, check, json)
+
+
+def _env_task(env: str, doc: str):  # type: ignore[no-untyped-def]
+    def start_env(c: Context, profile: list[str] | None = None, no_wait: bool = False,
+                  timeout: int | None = None, check: bool = False, json: bool = False) -> None:
+        _start(c, env, profile, no_wait, timeout, check, json)
+
+    start_env.__doc__ = doc
+    return task(iterable=["profile"], help=START_HELP)(boundary(start_env))
+
+
+start_dev = _env_task("development", "Start the development environment (15 services, no GPU).")
+start_staging = _env_task("staging", "Start the staging environment.")
+start_prod = _env_task("production", "Start the production environment.")
+start_gpu = _env_task("gpu", "Start the GPU environment (inference tuned by `inv configure-gpu`).")
+start_monitoring = _env_task("elk", "Start the monitoring stack (metrics and ELK) on its own.")
+
+
+@task(help={"json": "print the services as JSON"})
+@boundary
+def status(c: Context, json: bool = False) -> None:
+    """Service, state, health and URL of what the last start started; non-zero if any is unhealthy."""
+    from ..stack.lifecycle import status_step
+
+    run = Run.start(c, json=json)
+    status_step(run)
+    run.finish()
+
+
+@task(help={"check": "change nothing; list what would be stopped", "json": "print the results as JSON"})
+@boundary
+def stop(c: Context, check: bool = False, json: bool = False) -> None:
+    """Stop the services of the last start (containers and data are kept)."""
+    from ..stack.lifecycle import stop_step
+
+    run = Run.start(c, check=check, json=json)
+    with run.locked():
+        stop_step(run)
+    run.finish()
+
+
+@task(iterable=["service"], help={
+    "service": "only this service (repeatable)",
+    "tail": "lines of history to show per service (default 100)",
+    "follow": "keep following new lines",
+})
+@boundary
+def logs(c: Context, service: list[str] | None = None, tail: int = 100, follow: bool = False) -> None:
+    """Logs of the started services (stored secret values are masked)."""
+    from ..stack.lifecycle import logs_step
+
+    run = Run.start(c)
+    code = logs_step(run, list(service or []), tail, follow)
+    if code:
+        raise Exit(code=code)
+
+
+@task(iterable=["service"], help={
+    "service": "only this service (repeatable; default: all started services)",
+    "timeout": "seconds to wait for health (default mmstack.stack.wait_timeout)",
+    "check": "change nothing; list what would be restarted",
+    "json": "print the results as JSON",
+})
+@boundary
+def restart(c: Context, service: list[str] | None = None, timeout: int | None = None,
+            check: bool = False, json: bool = False) -> None:
+    """Restart services (recreating those whose configuration or env files changed)."""
+    from ..stack.lifecycle import restart_step
+
+    run = Run.start(c, check=check, json=json)
+    with run.locked():
+        restart_step(run, list(service or []), int(resolve(timeout, c, "stack.wait_timeout", 300)))
+    run.finish()
+
+
+@task(help={
+    "yes": "do not ask (for scripts)",
+    "check": "only list what would be deleted",
+    "dry_run": "same as --check",
+    "all": "also delete the generated compose files, env files, secrets and the start record",
+    "backup": "back up every volume first (see `inv backup`)",
+    "json": "print the results as JSON",
+})
+@boundary
+def wipe(c: Context, yes: bool = False, check: bool = False, dry_run: bool = False, all: bool = False,
+         backup: bool = False, json: bool = False) -> None:
+    """Delete the project's containers, volumes and networks (by Compose project label only)."""
+    from ..stack.lifecycle import wipe_step
+
+    run = Run.start(c, check=check or dry_run, json=json)
+    with run.locked():
+        wipe_step(run, yes=yes, all_files=all, backup=backup)
+    run.finish()
+
+
+@task(help={"check": "only list the volumes", "json": "print the results as JSON"})
+@boundary
+def backup(c: Context, check: bool = False, json: bool = False) -> None:
+    """Save each named volume of the project to backups/<project>-<UTC time>/ (stops, then restarts)."""
+    from ..stack.lifecycle import backup_step
+
+    run = Run.start(c, check=check, json=json)
+    with run.locked():
+        backup_step(run)
+    run.finish()
+
+
+@task(help={
+    "archive": "the backup directory (backups/<project>-<time>) or its manifest.json",
+    "yes": "do not ask (for scripts)",
+    "check": "only list what would be restored",
+    "json": "print the results as JSON",
+})
+@boundary
+def restore(c: Context, archive: str, yes: bool = False, check: bool = False, json: bool = False) -> None:
+    """Put a backup's volumes back (the stack must not be running)."""
+    from ..stack.lifecycle import restore_step
+
+    run = Run.start(c, check=check, json=json)
+    with run.locked():
+        restore_step(run, archive, yes)
+    run.finish()
+
+
+@task(help={
+    "yes": "do not ask (for scripts)",
+    "check": "only list what would be deleted",
+    "json": "print the results as JSON",
+})
+@boundary
+def reset(c: Context, yes: bool = False, check: bool = False, json: bool = False) -> None:
+    """From scratch: wipe --all (secrets included), then `inv setup` with new secrets. One confirmation."""
+    from ..stack.lifecycle import reset_step
+
+    run = Run.start(c, check=check, json=json)
+    with run.locked():
+        reset_step(run, yes)
+    run.finish()
+
+
+ns = Collection("stack")
+for _name, _task in (
+    ("start", start), ("start-dev", start_dev), ("start-staging", start_staging),
+    ("start-prod", start_prod), ("start-gpu", start_gpu), ("start-monitoring", start_monitoring),
+    ("status", status), ("stop", stop), ("logs", logs), ("restart", restart), ("wipe", wipe),
+    ("backup", backup), ("restore", restore), ("reset", reset),
+):
+    ns.add_task(_task, _name)
+ns.configure({"mmstack": {"stack": {
+    "wait_timeout": 300,
+    "stop_timeout": 10,
+    "wipe_stop_timeout": 2,
+    "backup_dir": "backups",
+    "backup_image": None,
+}}})

@@ -1,0 +1,101 @@
+"""Run Compose v2 against one recorded file set.
+
+Every call passes ``--project-directory <stack>``, ``-p <project>``, the files and the profiles,
+so Compose never guesses from the current directory or ``$COMPOSE_*``. No secret is ever put on
+a command line: the services read them from their env files. Progress is streamed when stdout is
+a terminal; otherwise Compose's output is captured and shown only when it fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..engine.errors import DockerError
+from .state import StartRecord
+
+# Compose reads these and would then disagree with the recorded set.
+_SCRUB = ("COMPOSE_FILE", "COMPOSE_PROFILES", "COMPOSE_PROJECT_NAME", "COMPOSE_PATH_SEPARATOR")
+
+
+@dataclass
+class ComposeRunner:
+    compose: tuple[str, ...]
+    stack: Path
+    record: StartRecord
+
+    def argv(self, *args: str) -> list[str]:
+        return [*self.compose, "--project-directory", str(self.stack), "-p", self.record.project,
+                *self.record.compose_args(), *args]
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+        env["DOCKER_CLI_HINTS"] = "false"
+        env.setdefault("COMPOSE_MENU", "false")
+        return env
+
+    def run(self, *args: str, stream: bool = False, check: bool = True,
+            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        """Run compose; with ``stream`` its output goes straight to the terminal."""
+        argv = self.argv(*args)
+        try:
+            if stream:
+                proc = subprocess.run(argv, cwd=self.stack, env=self._env(), text=True,
+                                      stdout=sys.stderr, timeout=timeout)
+                proc.stdout, proc.stderr = "", ""
+            else:
+                proc = subprocess.run(argv, cwd=self.stack, env=self._env(), text=True,
+                                      capture_output=True, timeout=timeout)
+        except FileNotFoundError:
+            raise DockerError(f"the Compose command {self.compose[0]!r} disappeared",
+                              fix="reinstall Compose v2, or set mmstack.compose_command") from None
+        except subprocess.TimeoutExpired:
+            raise DockerError(f"`docker compose {args[0]}` did not finish in {timeout:g}s") from None
+        if check and proc.returncode != 0:
+            raise DockerError(f"`docker compose {' '.join(args)}` failed (exit {proc.returncode})"
+                              + _tail(proc.stderr or proc.stdout))
+        return proc
+
+    # -- operations -----------------------------------------------------------------------------
+    def up(self, wait: bool, timeout: int, stream: bool) -> subprocess.CompletedProcess[str]:
+        args = ["up", "-d", "--remove-orphans"]
+        if wait:
+            args += ["--wait", "--wait-timeout", str(int(timeout))]
+        return self.run(*args, stream=stream, check=False)
+
+    def ps(self) -> list[dict[str, Any]]:
+        proc = self.run("ps", "--all", "--format", "json")
+        return parse_ps(proc.stdout)
+
+    def config_hashes(self) -> dict[str, str]:
+        """Service -> the config hash Compose would label a container created now with."""
+        proc = self.run("config", "--hash", "*")
+        out: dict[str, str] = {}
+        for line in proc.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                out[parts[0]] = parts[1]
+        return out
+
+    def services(self) -> list[str]:
+        return self.run("config", "--services").stdout.split()
+
+
+def parse_ps(text: str) -> list[dict[str, Any]]:
+    """`compose ps --format json`: a JSON array (older v2) or one object per line (newer)."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        return list(json.loads(text))
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _tail(text: str | None, lines: int = 6) -> str:
+    rows = [r for r in (text or "").strip().splitlines() if r.strip()][-lines:]
+    return ("\n  " + "\n  ".join(rows)) if rows else ""
