@@ -1,6 +1,7 @@
 """`inv setup`: the whole chain, one recap.
 
 validate-schema -> validate-security -> generate-compose -> setup-secrets -> render-env
+(-> validate-security again, over what was just written, when anything changed)
 
 A failed step stops the chain (like a failed task stops an Ansible host): nothing after it
 runs, and the recap says so.
@@ -33,9 +34,14 @@ def setup(c: Context, env: str | None = None, check: bool = False, diff: bool = 
         envs = environments_selected(stack, env)
         run_security_step(run)
         if not run.reporter.failed_any:
+            changed_before = run.reporter.counts()["changed"]
             generate_compose_step(run, stack)
             setup_secrets_step(run, stack, envs)
             render_env_step(run, stack, env)
+            if not run.check and run.reporter.counts()["changed"] > changed_before:
+                # What was just written is scanned too, so a problem in generated output is
+                # caught now rather than on the next run (which then has nothing new to scan).
+                run_security_step(run)
         else:
             run.reporter.info("setup stopped: fix the findings above, or see `inv validate-security`")
     run.finish()
