@@ -64,8 +64,11 @@ def _paths(values: Sequence[str], base: Path) -> list[Path]:
 def validate_security(c: Context, path: list[str] | None = None, format: str | None = None,
                       fail_on: str | None = None, output: str | None = None,
                       env: str | None = None) -> None:
-    """Scan the schema, templates, generated compose/env files and the secrets store for secrets,
-    weak values and risky configuration."""
+    """Find hardcoded secrets, weak values and risky configuration (table, JSON or SARIF).
+
+    Scans the schema, the env templates, the generated compose and env files, the secrets
+    store, and every --path given.
+    """
     from ..security.output import print_table, render, summary
     from ..security.rules import at_or_above
     from ..security.validate import scan_stack
