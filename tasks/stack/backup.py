@@ -89,7 +89,7 @@ def pick_image(client: Any, candidates: list[str]) -> str:
 
 def _run_helper(client: Any, image: str, script: str, mounts: dict[str, dict[str, str]],
                 env: dict[str, str]) -> None:
-    from docker.errors import ContainerError
+    from docker.errors import APIError, ContainerError
 
     try:
         client.containers.run(image, entrypoint=["sh", "-c", script], volumes=mounts, environment=env,
@@ -98,6 +98,8 @@ def _run_helper(client: Any, image: str, script: str, mounts: dict[str, dict[str
     except ContainerError as exc:
         err = exc.stderr.decode("utf-8", "replace").strip() if isinstance(exc.stderr, bytes) else str(exc.stderr)
         raise DockerError(f"the backup helper failed (exit {exc.exit_status}): {err[-300:]}") from None
+    except APIError as exc:
+        raise DockerError(f"the backup helper could not run: {exc.explanation or exc}") from None
 
 
 def _sha256(path: Path) -> str:
@@ -153,7 +155,7 @@ def backup_volumes(client: Any, project: str, root: Path, image_hint: str | None
 
 
 def load_manifest(archive: Path) -> tuple[Path, dict[str, Any]]:
-    path = Path(archive)
+    path = Path(archive).resolve()
     if path.is_dir():
         path = path / MANIFEST
     try:

@@ -29,8 +29,8 @@ class ComposeRunner:
     stack: Path
     record: StartRecord
 
-    def argv(self, *args: str) -> list[str]:
-        return [*self.compose, "--project-directory", str(self.stack), "-p", self.record.project,
+    def argv(self, *args: str, pre: tuple[str, ...] = ()) -> list[str]:
+        return [*self.compose, *pre, "--project-directory", str(self.stack), "-p", self.record.project,
                 *self.record.compose_args(), *args]
 
     def _env(self) -> dict[str, str]:
@@ -39,10 +39,14 @@ class ComposeRunner:
         env.setdefault("COMPOSE_MENU", "false")
         return env
 
+    def run_global(self, pre: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+        """Run with global options (``--dry-run``) before the rest; output captured."""
+        return self.run(*args, check=False, pre=tuple(pre))
+
     def run(self, *args: str, stream: bool = False, check: bool = True,
-            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+            timeout: float | None = None, pre: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
         """Run compose; with ``stream`` its output goes straight to the terminal."""
-        argv = self.argv(*args)
+        argv = self.argv(*args, pre=pre)
         try:
             if stream:
                 proc = subprocess.run(argv, cwd=self.stack, env=self._env(), text=True,

@@ -197,20 +197,25 @@ def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = 
     rep.task(f"start {env}")
 
     if run.check:
-        hashes = runner.config_hashes()
+        # Compose's own dry run says what `up` would do (its `config --hash` does not always
+        # match the label it puts on containers, so hashes are not compared here).
+        proc = runner.run_global(["--dry-run"], "up", "-d", "--remove-orphans")
+        actions = dry_run_actions(proc.stdout + proc.stderr, stack.project, before)
         for svc in services:
+            act = actions.get(svc, set())
             c = before.get(svc)
             if c is None:
                 rep.changed(svc, "would be created")
-            elif c.get("Labels", {}).get(HASH_LABEL) != hashes.get(svc):
+            elif act & {"Recreate", "Recreated"}:
                 rep.changed(svc, "would be recreated (configuration changed)")
-            elif c.get("State") != "running":
+            elif act & {"Starting", "Start", "Started"}:
                 rep.changed(svc, f"would be started (now {c.get('State')})")
             else:
                 rep.ok(svc, "running, up to date")
         for svc in sorted(set(before) - set(services)):
-            rep.changed(svc, "would be removed (orphan of the project)" if not _in_schema(stack, svc)
-                        else "left alone (not part of this environment)")
+            act = actions.get(svc, set())
+            rep.changed(svc, "would be removed (orphan of the project)") if act & {"Removing", "Remove", "Removed"} \
+                else rep.ok(svc, "left alone (not part of this environment)")
         return
 
     if previous != record:
@@ -246,8 +251,23 @@ def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = 
                    + ("".join(f"\n  {t}" for t in text)))
 
 
-def _in_schema(stack: Any, svc: str) -> bool:
-    return svc in stack.service_names
+def dry_run_actions(text: str, project: str, before: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
+    """Service -> the actions `compose --dry-run up` printed for its container."""
+    import re
+
+    names = {}
+    for svc, c in before.items():
+        for n in c.get("Names") or []:
+            names[n.lstrip("/")] = svc
+    out: dict[str, set[str]] = {}
+    for m in re.finditer(r"Container\s+(?:[0-9a-f]{12}_)?(\S+)\s+(\w+)", text):
+        name, action = m.group(1), m.group(2)
+        svc = names.get(name)
+        if svc is None:
+            m2 = re.fullmatch(re.escape(project) + r"[-_](.+)[-_]\d+", name)
+            svc = m2.group(1) if m2 else name
+        out.setdefault(svc, set()).add(action)
+    return out
 
 
 def _failing(run: Run, stack: Any, runner: ComposeRunner, api: EngineAPI, services: list[str]) -> dict[str, Any]:

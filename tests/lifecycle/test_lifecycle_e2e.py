@@ -1,0 +1,160 @@
+"""End to end against the real engine: start-dev, status, secrets, stop/start, backup, wipe.
+
+One stack (15 services: real PostgreSQL and Redis, busybox stand-ins for the rest) is shared by
+the tests of this module, which run in file order; the wipe tests come last.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.lifecycle.conftest import PROJECT_LABEL, LiveStack
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+DEV_SERVICES = 15
+
+
+def recap(doc: dict[str, Any]) -> dict[str, int]:
+    return doc["recap"]
+
+
+def test_start_dev_brings_the_stack_to_healthy(live_stack: LiveStack) -> None:
+    code, doc = live_stack.inv_json("start-dev")
+    assert code == 0, doc
+    assert recap(doc)["changed"] == DEV_SERVICES and recap(doc)["failed"] == 0
+
+    code, status = live_stack.inv_json("status")
+    assert code == 0, status
+    rows = {r["service"]: r for r in status["services"]}
+    assert len(rows) == DEV_SERVICES
+    assert all(r["state"] == "running" and r["health"] == "healthy" for r in rows.values()), rows
+    assert rows["postgres"]["url"] == f"tcp://127.0.0.1:{5432 + live_stack.offset}"
+    assert rows["openwebui"]["url"] == f"http://127.0.0.1:{3030 + live_stack.offset}"
+
+
+def test_second_start_recreates_nothing(live_stack: LiveStack) -> None:
+    before = {s: c.id for s, c in live_stack.containers().items()}
+    record = (live_stack.root / ".mmstack" / "last-start.json").stat().st_mtime_ns
+    code, doc = live_stack.inv_json("start-dev")
+    assert code == 0, doc
+    assert recap(doc)["changed"] == 0
+    assert {s: c.id for s, c in live_stack.containers().items()} == before
+    assert (live_stack.root / ".mmstack" / "last-start.json").stat().st_mtime_ns == record
+
+    code, doc = live_stack.inv_json("start-dev", "--check")
+    assert code == 0 and recap(doc)["changed"] == 0, doc
+
+
+def test_postgres_password_from_the_store_logs_in(live_stack: LiveStack) -> None:
+    code, out = live_stack.psql("CREATE TABLE IF NOT EXISTS notes (body text); "
+                                "INSERT INTO notes VALUES ('kept'); SELECT count(*) FROM notes")
+    assert code == 0, out
+    code, out = live_stack.psql("SELECT 1", password="not-the-password")
+    assert code != 0 and "password authentication failed" in out
+
+
+def test_setup_again_and_restart_keep_the_password(live_stack: LiveStack) -> None:
+    live_stack.inv_ok("setup", "--env", "development")
+    live_stack.inv_ok("restart", "--service", "postgres")
+    live_stack.inv_ok("start-dev")
+    code, out = live_stack.psql("SELECT body FROM notes")
+    assert code == 0 and "kept" in out, out
+
+
+def test_rotating_the_postgres_password_rekeys_the_running_database(live_stack: LiveStack) -> None:
+    old = live_stack.env_value("postgres.env", "POSTGRES_PASSWORD")
+    proc = live_stack.inv_ok("rotate-secrets", "--service", "postgres", "--env", "development")
+    new = live_stack.env_value("postgres.env", "POSTGRES_PASSWORD")
+    assert new != old
+    assert new not in proc.stdout + proc.stderr and old not in proc.stdout + proc.stderr
+    code, out = live_stack.psql("SELECT body FROM notes")
+    assert code == 0 and "kept" in out, out
+    code, out = live_stack.psql("SELECT 1", password=old)
+    assert code != 0
+    # The consumers pick the new value up on the next start; the database keeps accepting it.
+    live_stack.inv_ok("start-dev")
+    code, out = live_stack.psql("SELECT body FROM notes")
+    assert code == 0 and "kept" in out, out
+
+
+def test_data_survives_stop_and_start(live_stack: LiveStack) -> None:
+    live_stack.inv_ok("stop")
+    assert all(c.status == "exited" for c in live_stack.containers().values())
+    code, status = live_stack.inv_json("status")
+    assert code != 0  # stopped services are not healthy
+    live_stack.inv_ok("start-dev")
+    code, out = live_stack.psql("SELECT body FROM notes")
+    assert code == 0 and out == "kept", out
+
+
+def test_wipe_without_yes_deletes_nothing(live_stack: LiveStack) -> None:
+    before = sorted(live_stack.containers())
+    for answer in (None, "yes\n"):  # no terminal: refused even when "yes" is piped in
+        proc = live_stack.inv("wipe", input=answer)
+        assert proc.returncode != 0
+        assert "--yes" in proc.stderr
+    code, doc = live_stack.inv_json("wipe", "--dry-run")
+    assert code == 0 and recap(doc)["changed"] >= DEV_SERVICES
+    assert sorted(live_stack.containers()) == before
+    assert all(c.status == "running" for c in live_stack.containers().values())
+
+
+@pytest.fixture
+def decoy(live_stack: LiveStack):  # type: ignore[no-untyped-def]
+    """Another Compose project whose resource names contain postgres, redis and our project."""
+    client = live_stack.client
+    other = f"decoy{uuid.uuid4().hex[:6]}"
+    labels = {PROJECT_LABEL: other}
+    name = f"{live_stack.project}-postgres-redis-{other}"
+    net = client.networks.create(f"{name}-net", labels=labels)
+    vol = client.volumes.create(f"{name}-data", labels=labels)
+    standin = live_stack.containers()["vllm"].image
+    ctr = client.containers.create(standin.id, name=f"{name}-1", labels=labels,
+                                   volumes={vol.name: {"bind": "/data", "mode": "rw"}},
+                                   network=net.name)
+    yield net, vol, ctr
+    ctr.remove(force=True)
+    net.remove()
+    vol.remove(force=True)
+
+
+def test_backup_wipe_restore_and_decoys(live_stack: LiveStack, decoy: Any) -> None:
+    proc = live_stack.inv_ok("backup")
+    archives = sorted((live_stack.root / "backups").iterdir())
+    assert len(archives) == 1 and (archives[0] / "postgres-data.tar.gz").is_file(), proc.stdout
+    # backup stops the stack for a consistent copy and starts it again
+    live_stack.inv_ok("start-dev")
+
+    code, doc = live_stack.inv_json("wipe", "--yes")
+    assert code == 0, doc
+    client = live_stack.client
+    flt = {"label": f"{PROJECT_LABEL}={live_stack.project}"}
+    assert client.containers.list(all=True, filters=flt) == []
+    assert client.volumes.list(filters=flt) == []
+    assert client.networks.list(filters=flt) == []
+    # the decoy project is untouched
+    net, vol, ctr = decoy
+    ctr.reload()
+    assert client.networks.get(net.id) and client.volumes.get(vol.name)
+    # generated files and secrets are kept without --all
+    assert (live_stack.root / "env" / "development" / "postgres.env").is_file()
+
+    # the data is gone: a fresh start initialises an empty database
+    live_stack.inv_ok("start-dev")
+    code, out = live_stack.psql("SELECT to_regclass('notes') IS NULL")
+    assert code == 0 and out == "t", out
+    live_stack.inv_ok("stop")
+
+    proc = live_stack.inv("restore", str(archives[0]), "--yes")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    live_stack.inv_ok("start-dev")
+    code, out = live_stack.psql("SELECT body FROM notes")
+    assert code == 0 and out == "kept", out
+
+    code, doc = live_stack.inv_json("wipe", "--yes")
+    assert code == 0, doc
+    ctr.reload()
+    assert client.volumes.get(vol.name)
