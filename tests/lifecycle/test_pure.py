@@ -1,0 +1,87 @@
+"""Pure parts of the lifecycle: status rows, preflight findings, dry-run parsing, port holders."""
+
+from __future__ import annotations
+
+import socket
+
+from tasks.stack.lifecycle import dry_run_actions
+from tasks.stack.preflight import Facts, PortNeed, evaluate, gather_ports, process_holding
+from tasks.stack.state import StartRecord, load_record, save_record
+from tasks.stack.status import build_rows, table
+
+
+def test_status_rows_flag_unhealthy_missing_and_exited() -> None:
+    ps = [
+        {"Service": "postgres", "State": "running", "Health": "healthy", "Name": "p-postgres-1",
+         "Publishers": [{"URL": "127.0.0.1", "PublishedPort": 15432, "TargetPort": 5432, "Protocol": "tcp"}]},
+        {"Service": "litellm", "State": "running", "Health": "unhealthy", "Name": "p-litellm-1",
+         "Publishers": [{"URL": "0.0.0.0", "PublishedPort": 4000, "TargetPort": 4000, "Protocol": "tcp"}]},
+        {"Service": "n8n", "State": "exited", "Health": "", "ExitCode": 3, "Name": "p-n8n-1"},
+    ]
+    rows = {r.service: r for r in build_rows(ps, ["postgres", "litellm", "n8n", "redis"],
+                                             {"postgres": "tcp", "litellm": "http"})}
+    assert rows["postgres"].url == "tcp://127.0.0.1:15432" and not rows["postgres"].failed
+    assert rows["litellm"].failed and rows["litellm"].url == "http://localhost:4000"
+    assert rows["n8n"].failed and "exit code 3" in rows["n8n"].summary
+    assert rows["redis"].state == "missing" and rows["redis"].failed
+    assert "SERVICE" in table(list(rows.values()))
+
+
+def test_preflight_names_each_problem_with_a_fix() -> None:
+    need = PortNeed("postgres", "127.0.0.1", 5432)
+    facts = Facts(env="gpu", compose_error="Compose v2 was not found", missing_files=["env/gpu/core.env"],
+                  secrets_present=False, gpu_services=["vllm"], runtimes={"runc"},
+                  ports=[need], port_holders={need: "process postgres (pid 1)"})
+    bad = {f.item: f for f in evaluate(facts) if not f.ok}
+    assert set(bad) == {"compose", "files", "secrets", "gpu", "port 127.0.0.1:5432/tcp"}
+    assert "inv setup --env gpu" in (bad["files"].fix or "")
+    assert "nvidia" in bad["gpu"].message and "pid 1" in bad["port 127.0.0.1:5432/tcp"].message
+
+
+def test_port_holder_is_named_and_own_service_is_fine() -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    port = s.getsockname()[1]
+    try:
+        need = PortNeed("redis", "127.0.0.1", port)
+        assert "pid" in (process_holding(port) or "") or process_holding(port)
+        held = gather_ports([need], [], "proj")
+        assert held[need] and "process" in held[need]
+        mine = [{"Ports": [{"PublicPort": port, "Type": "tcp"}],
+                 "Labels": {"com.docker.compose.project": "proj", "com.docker.compose.service": "redis"}}]
+        assert gather_ports([need], mine, "proj")[need] is None
+        other = [{"Ports": [{"PublicPort": port, "Type": "tcp"}], "Names": ["/x-redis-1"],
+                  "Labels": {"com.docker.compose.project": "x", "com.docker.compose.service": "redis"}}]
+        assert "container x-redis-1 (project x" in gather_ports([need], other, "proj")[need]
+    finally:
+        s.close()
+
+
+def test_dry_run_parsing() -> None:
+    text = (" DRY-RUN MODE -  Container p-redis-1  Recreate\n"
+            " DRY-RUN MODE -  Container 623ccb38705e_p-redis-1  Started\n"
+            " DRY-RUN MODE -  Container p-n8n-1  Starting\n"
+            " DRY-RUN MODE -  Container p-postgres-1  Running\n")
+    acts = dry_run_actions(text, "p", {"redis": {"Names": ["/p-redis-1"]}})
+    assert "Recreate" in acts["redis"] and acts["n8n"] == {"Starting"} and acts["postgres"] == {"Running"}
+
+
+def test_start_record_written_only_when_changed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rec = StartRecord("development", ("compose.yml", "compose.development.yml"), ("development",), "p")
+    assert save_record(tmp_path, rec) is True
+    mtime = (tmp_path / "last-start.json").stat().st_mtime_ns
+    assert save_record(tmp_path, rec) is False
+    assert (tmp_path / "last-start.json").stat().st_mtime_ns == mtime
+    assert load_record(tmp_path) == rec
+    assert rec.compose_args() == ["-f", "compose.yml", "-f", "compose.development.yml", "--profile", "development"]
+
+
+def test_inv_list_does_not_import_docker() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, '.'); import tasks.cli.stack; "
+            "print('docker' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
