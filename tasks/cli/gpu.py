@@ -222,36 +222,16 @@ def start_gpu_auto(c: Context, facts: str | None = None, source: str | None = No
         run.finish()
         return
     if plan.cpu_only:
-        run.reporter.info("no usable GPU: the gpu environment starts without the GPU services")
+        run.reporter.info("no usable GPU: the gpu environment starts with no GPU reservation (CPU mode)")
     run.finish()  # the recap of detect/configure; starting prints its own
     _start_environment(c, GPU_ENVIRONMENT)
 
 
 def _start_environment(c: Context, env: str) -> None:
-    """Start ``env`` through the stack collection's start task, once it exists."""
-    try:
-        from . import stack as stack_cli  # type: ignore[attr-defined]
-    except ImportError:
-        stack_cli = None
-    start = None
-    for name in ("start", "start_env", "start_environment"):
-        candidate = getattr(stack_cli, name, None) if stack_cli else None
-        if candidate is not None:
-            start = candidate
-            break
-    if start is None:
-        raise MmstackError(
-            "the plan and files are written, but starting is not available yet (no stack tasks)",
-            fix=f"start it by hand: docker compose -f compose.yml -f compose.{env}.yml "
-                f"--profile {env} up -d")
-    body = getattr(start, "body", start)
-    params = inspect.signature(body).parameters
-    for key in ("env", "environment"):
-        if key in params:
-            start(c, **{key: env})
-            return
-    raise MmstackError("the stack's start task takes no environment argument",
-                       fix=f"run `inv start-{env}`")
+    """Start ``env`` with the lifecycle's own start task (preflight, wait for health)."""
+    from .stack import start
+
+    start(c, env=env)
 
 
 ns = Collection("gpu")

@@ -307,8 +307,9 @@ plan_gpu = plan_gpus  # the name the remote deploy looks up
 
 def _cpu_plan(o: PlanOverrides, messages: list[str], notes: list[str] | None = None) -> GpuPlan:
     return GpuPlan(cpu_only=True, p2p_mode=o.p2p, notes=list(notes or []), messages=messages + [
-        "vLLM and the other GPU-only services are left out of the GPU environment; "
-        "the multimodal worker runs in CPU mode"])
+        "vLLM and the multimodal worker get no device and run in CPU mode "
+        "(vLLM's CUDA image needs a GPU: "
+        "run the gpu environment on a GPU host, or use development here)"])
 
 
 def _pinned(facts: GpuFacts, pins: Sequence[str]) -> list[Gpu]:

@@ -119,8 +119,9 @@ def overlay_document(stack: Stack, env: Environment, base_services: dict[str, di
     services: dict[str, Any] = {}
     for name in env.services:
         full = translate_service(stack, name, specs[name], bind, profiles[name])
-        if env.gpu and specs[name].get("gpu"):
-            _add_gpu_reservation(full, name, gpu_plan)
+        device = gpu_device(env, name, specs[name], gpu_plan)
+        if device is not None:
+            _add_gpu_reservation(full, device)
         full["env_file"] = env_file_refs(stack, env.name, name, specs[name])
         delta: dict[str, Any] = {}
         base = base_services[name]
@@ -192,15 +193,27 @@ def translate_service(stack: Stack, name: str, spec: dict[str, Any], bind: str,
     return out
 
 
-def _add_gpu_reservation(service: dict[str, Any], name: str, gpu_plan: dict[str, Any] | None) -> None:
+def gpu_device(env: Environment, name: str, spec: dict[str, Any],
+               gpu_plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The GPU reservation ``name`` gets in ``env``, or None when it runs without a GPU.
+
+    Without a saved plan a GPU service gets every GPU; with one, exactly the devices the plan
+    gave it (vLLM its NVLink group, the worker what is left), or none: CPU mode.
+    """
+    if not (env.gpu and spec.get("gpu")):
+        return None
     device: dict[str, Any] = {"driver": "nvidia", "capabilities": ["gpu"]}
-    if gpu_plan is not None:
-        ids = gpu_plan.get("vllm_device_ids" if name == "vllm" else "worker_device_ids") or []
-        if not ids:
-            return  # the plan gives this service no GPU: it runs in CPU mode
-        device["device_ids"] = list(ids)
-    else:
+    if gpu_plan is None:
         device["count"] = "all"
+        return device
+    ids = gpu_plan.get("vllm_device_ids" if name == "vllm" else "worker_device_ids") or []
+    if not ids:
+        return None
+    device["device_ids"] = list(ids)
+    return device
+
+
+def _add_gpu_reservation(service: dict[str, Any], device: dict[str, Any]) -> None:
     deploy = dict(service.get("deploy") or {})
     resources = dict(deploy.get("resources") or {})
     resources["reservations"] = {"devices": [device]}

@@ -122,7 +122,8 @@ def preflight_step(run: Run, stack: Any, env: str, record: StartRecord, api: Eng
                    previous: StartRecord | None) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
     """Run every check; report failures one by one (or a single ok). Returns (compose argv,
     the project's containers) or raises when a check failed."""
-    from ..schema.generate import env_file_refs
+    from ..schema.generate import env_file_refs, gpu_device
+    from ..schema.steps import load_gpu_plan
     from ..secrets.store import SecretStore
     from .preflight import Facts, evaluate, gather_ports, port_needs
 
@@ -142,8 +143,9 @@ def preflight_step(run: Run, stack: Any, env: str, record: StartRecord, api: Eng
         facts.compose = compose_argv(run, previous)
     except DockerError as exc:
         facts.compose_error = exc.message
-    if model.gpu:
-        facts.gpu_services = [s for s in model.services if specs[s].get("gpu")]
+    # Exactly the services the generated overlay reserves a GPU for (a CPU-only plan: none).
+    plan = load_gpu_plan(run.state_dir)
+    facts.gpu_services = [s for s in model.services if gpu_device(model, s, specs[s], plan) is not None]
     wanted = list(record.files)
     for svc in model.services:
         wanted += env_file_refs(stack, env, svc, specs[svc])
