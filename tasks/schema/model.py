@@ -8,7 +8,6 @@ All problems found are reported together, each with file, line, key path and a f
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,7 +17,7 @@ from ..engine.cache import ContentCache, code_fingerprint, fingerprint
 from ..engine.errors import MmstackError, MultiError, SchemaError
 from . import rules
 from .merge import MergeError, merge, resolve_operators
-from .yamlsrc import KeyPath, YamlSource, format_path, load_yaml
+from .yamlsrc import KeyPath, YamlSource, load_yaml
 
 SCHEMA_PATH = Path("schemas/compose-schema.yaml")
 SETTINGS_PATH = Path("mmstack.yaml")
@@ -538,5 +537,3 @@ def _port_conflicts(stack: Stack, ename: str, env: Environment,
             used[key] = (svc, ip)
     return errors
 
-
-_ = re  # kept for callers that format names; avoids an unused-import lint in some setups
