@@ -32,11 +32,18 @@ fi
 [ -x "$DOCKERD" ] || { say "error: dockerd not found (apt-get install docker.io)"; exit 1; }
 command -v docker >/dev/null || { say "error: the docker CLI is missing (apt-get install docker.io)"; exit 1; }
 
-# A dockerd that is starting already (pid file, live process): wait for it instead.
+# A dockerd that is starting already (e.g. launched by docker.io's init script when the package
+# was installed; live pid file, or a dockerd process): wait for it instead of racing it.
+running=""
 if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-  say "dockerd (pid $(cat "$PIDFILE")) is running but not answering yet; waiting"
+  running=$(cat "$PIDFILE")
+elif [ -z "${MMSTACK_DOCKERD_ARGS:-}" ] && command -v pgrep >/dev/null; then
+  running=$(pgrep -x dockerd | head -n 1 || true)
+fi
+if [ -n "$running" ]; then
+  say "dockerd (pid $running) is running but not answering yet; waiting up to ${WAIT_S}s"
   for _ in $(seq 1 "$WAIT_S"); do engine_up && exit 0; sleep 1; done
-  say "error: dockerd pid $(cat "$PIDFILE") never answered; see $LOG"
+  say "error: dockerd pid $running never answered (its log: $LOG or /var/log/docker.log)"
   exit 1
 fi
 rm -f "$PIDFILE"
