@@ -262,5 +262,11 @@ def converge_files(
             saved = apply_change(plan, backup_dir)
             if saved is not None:
                 message += f"; previous copy saved to {saved}"
+            # Check again, as the converge loop promises: a write that did not take (another
+            # writer, a filesystem that drops modes) is a failure, not a silent success.
+            again = plan_file(read_fact(want.path), want)
+            if not isinstance(again, NoOp):
+                reporter.failed(want.name, f"still differs after writing: {', '.join(again.reasons)}")
+                continue
         reporter.changed(want.name, message, diff=diff)
     return changed

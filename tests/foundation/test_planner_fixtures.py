@@ -81,3 +81,28 @@ def test_planner_fixture(fixture: Path, tmp_path: Path) -> None:
         assert saved is not None and saved.read_bytes() == _content(facts)
     else:
         assert saved is None
+
+
+def test_converge_rechecks_after_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that does not take is reported as failed, never as changed."""
+    import io
+
+    from tasks.engine import files
+    from tasks.engine.report import Reporter
+
+    target = tmp_path / "f"
+    desired = DesiredFile(target, b"wanted\n", 0o600, label="f")
+    reporter = Reporter(out=io.StringIO())
+    def lossy_write(change: object, backup_dir: object = None) -> None:
+        target.write_bytes(b"other\n")
+        os.chmod(target, 0o644)
+
+    monkeypatch.setattr(files, "apply_change", lossy_write)
+    files.converge_files([desired], reporter, check=False)
+    assert [(r.status.value, r.message) for r in reporter.results] == [
+        ("failed", "still differs after writing: content differs, mode 0644 -> 0600")]
+    monkeypatch.undo()
+    reporter = Reporter(out=io.StringIO())
+    assert files.converge_files([desired], reporter, check=False) == 1
+    assert reporter.results[0].status.value == "changed"
+    assert target.read_bytes() == b"wanted\n"
