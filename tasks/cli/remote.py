@@ -1,11 +1,29 @@
-"""Remote hosts: `remote-detect-gpu` and `deploy` (files only, for now), over Fabric.
+"""Remote hosts, over Fabric: detect GPUs, deploy and start, status, wipe, and any task.
 
     inv remote-detect-gpu --hosts gpu_servers --json
-    inv deploy --hosts gpu_servers [--env production] [--limit gpu1] [--check] [--diff] [--json]
+    inv deploy --hosts gpu_servers [--env production] [--limit gpu1] [--check] [--diff]
+               [--no-start] [--timeout 300] [--json]
+    inv remote-status --hosts gpu_servers [--json]
+    inv remote-wipe --hosts gpu_servers [--yes] [--check|--dry-run] [--all] [--json]
+    inv remote-run --hosts gpu_servers --task "status --json" [--json]
 
 Hosts come from the inventory (`inventory/*.yml`, or ``--inventory FILE``); every host is worked
 on in parallel, ``--forks`` at a time, and the run ends with a per-host recap. One host failing
 or unreachable never stops the others; the exit code is 2 when any did.
+
+`deploy` detects each host's GPUs with nvidia-smi (no Python needed there), plans them with the
+local planner, uploads the compose and env files where their checksum differs (secrets as 0600
+files over SFTP only), records the start in ``<stack_dir>/.mmstack/last-start.json`` and brings
+the environment up with Compose v2 on the host (``docker compose``, else ``docker-compose``;
+``mmstack.remote.compose_command`` overrides), waiting for health. A service is ``changed`` only
+when its container was created, recreated or started, so a second deploy reports changed=0.
+``--check`` changes nothing and asks Compose's dry run what ``up`` would do; ``--no-start`` stops
+after the files. `remote-status` gives the local `status` rows per host, `remote-wipe` removes
+the project's containers, networks and volumes by Compose label only (one confirmation for all
+hosts; ``--all`` also the uploaded files and secrets), and `remote-run` runs the host's own
+``mmstack`` command (``pip install mmstack`` there) in its stack directory, arguments
+shell-quoted, nothing secret on its command line or in its environment. Fabric, paramiko and
+the docker SDK are imported inside task bodies only.
 """
 
 from __future__ import annotations
@@ -102,15 +120,19 @@ def reroot(files: list[Any], local_root: Path, remote_root: str) -> list[Any]:
 @task(help={
     **_HELP,
     "env": "the environment to deploy (default: each host's `environment`)",
-    "check": "change nothing on any host; report what would change",
+    "check": "change nothing on any host; report what would change (Compose's dry run for the stack)",
     "diff": "show a unified diff of every file that changes (secret values masked)",
+    "no_start": "upload the files only; do not bring the stack up",
+    "timeout": "seconds to wait for health on each host (default mmstack.stack.wait_timeout)",
 })
 @boundary
 def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: str | None = None,
            inventory: str | None = None, forks: int | None = None, check: bool = False,
-           diff: bool = False, json: bool = False) -> None:
-    """Detect GPUs, then upload each host's compose and env files where they differ."""
+           diff: bool = False, no_start: bool = False, timeout: int | None = None,
+           json: bool = False) -> None:
+    """Detect GPUs, upload each host's compose and env files where they differ, start the stack."""
     from ..remote.parallel import run_connected
+    from ..remote.stackops import stack_up
     from ..remote.sync import sync_files
 
     run = Run.start(c, check=check, diff=diff, json=json)
@@ -121,12 +143,15 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
         run.reporter.skipped("deploy", "stack file generation (desired_stack_files) is not available yet")
         run.finish()
         return
+    from ..engine.report import Status
     from ..schema.model import load_stack
     from ..secrets.api import load_environment_secrets
 
     stack = load_stack(run.stack)
     environments = sorted({env or h.environment for h in selected})
     secrets = {e: load_environment_secrets(run, stack, e) for e in environments}
+    wait_timeout = int(resolve(timeout, c, "stack.wait_timeout", 300))
+    preferred = resolve(None, c, "remote.compose_command")
     generate = threading.Lock()  # generation is CPU-bound; one host at a time keeps it simple
 
     def job(conn: Any, host: Any, hr: Any) -> None:
@@ -140,10 +165,17 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
             plan = None
         with generate:
             files = desired_stack_files(run.stack, environment, plan, secrets[environment], stack)
+        changed = False
         for result in sync_files(conn, reroot(files, run.stack, host.stack_dir), check=check,
                                  diff=diff, host=host.name):
             hr.add(result)
-        hr.skipped("stack up", "the lifecycle step (compose up, wait for health) comes next")
+            changed = changed or result.status is Status.CHANGED
+        if no_start:
+            hr.skipped("stack up", "--no-start")
+            return
+        stack_up(conn, host, hr, stack=stack, environment=environment, check=check,
+                 files_changed=changed, timeout=wait_timeout, preferred=preferred,
+                 mask=_masker(secrets[environment].values()))
 
     run.reporter.task("deploy")
     outcome = run_connected(selected, job, config=c.config, forks=_forks(run, forks, inv),
@@ -153,7 +185,166 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
     run.finish()
 
 
+def _masker(values: Any) -> Any:
+    """Hide each secret value (longest first) in a text."""
+    ordered = sorted((v for v in values if isinstance(v, str) and len(v) >= 4), key=len, reverse=True)
+
+    def mask(text: str) -> str:
+        for v in ordered:
+            text = text.replace(v, "********")
+        return text
+
+    return mask
+
+
+@task(help=_HELP)
+@boundary
+def remote_status(c: Context, hosts: str | None = None, limit: str | None = None,
+                  inventory: str | None = None, forks: int | None = None, json: bool = False) -> None:
+    """Service, state, health and URL on each host; non-zero if any is unhealthy or unreachable."""
+    from ..remote.parallel import run_connected
+    from ..remote.stackops import stack_status
+    from ..schema.model import load_stack
+    from ..stack.lifecycle import secret_masker
+
+    run = Run.start(c, json=json)
+    inv, selected = _hosts(run, hosts, limit, inventory)
+    stack = load_stack(run.stack)
+    mask = secret_masker(run, stack)
+    preferred = resolve(None, c, "remote.compose_command")
+    found: dict[str, Any] = {}
+
+    def job(conn: Any, host: Any, hr: Any) -> None:
+        found[host.name] = stack_status(conn, host, hr, stack=stack, preferred=preferred, mask=mask,
+                                        show_table=not json)
+
+    run.reporter.task("remote-status")
+    outcome = run_connected(selected, job, config=c.config, forks=_forks(run, forks, inv),
+                            reporter=run.reporter)
+    outcome.print_recap(run.reporter)
+    run.add_output("status", {name: found[name] for name in sorted(found)})
+    run.add_output("hosts", outcome.to_dict())
+    run.finish()
+
+
+@task(help={
+    **_HELP,
+    "yes": "do not ask (for scripts); without a terminal, remote-wipe refuses unless given",
+    "check": "only list what would be deleted on each host",
+    "dry_run": "same as --check",
+    "all": "also delete what deploy uploaded to stack_dir: compose files, env files (secrets), start record",
+})
+@boundary
+def remote_wipe(c: Context, hosts: str | None = None, limit: str | None = None,
+                inventory: str | None = None, forks: int | None = None, yes: bool = False,
+                check: bool = False, dry_run: bool = False, all: bool = False, json: bool = False) -> None:
+    """Delete the project's containers, volumes and networks on each host (by Compose project label only)."""
+    from ..remote.parallel import HostOutcome, ParallelOutcome, run_connected
+    from ..remote.stackops import wipe_apply, wipe_gather
+    from ..schema.model import load_stack
+    from ..stack.lifecycle import confirm
+
+    run = Run.start(c, check=check or dry_run, json=json)
+    inv, selected = _hosts(run, hosts, limit, inventory)
+    stack = load_stack(run.stack)
+    project = stack.project
+    n_forks = _forks(run, forks, inv)
+    gathered: dict[str, Any] = {}
+
+    def look(conn: Any, host: Any, hr: Any) -> None:
+        found = wipe_gather(conn, host, project, stack, all)
+        gathered[host.name] = found
+        if not json:
+            for line in found.describe().splitlines():
+                hr.info(line)
+        if found.empty:
+            hr.ok(project, "nothing to wipe: no container, network or volume has the project label")
+        elif run.check:
+            for r in found.plan.resources:
+                hr.changed(r.label, "would be removed")
+            for p in found.files:
+                hr.changed(p, "would be deleted")
+
+    run.reporter.task(f"remote-wipe {project}")
+    listed = run_connected(selected, look, config=c.config, forks=n_forks, reporter=run.reporter)
+    todo = [h for h in selected if h.name in gathered and not gathered[h.name].empty]
+    outcome = listed
+    if todo and not run.check:
+        confirm(f"This deletes everything listed above on {len(todo)} host(s): "
+                f"{', '.join(h.name for h in todo)}.", yes, "wipe")
+        stop_timeout = int(resolve(None, c, "stack.wipe_stop_timeout", 2))
+        not_removed: dict[str, list[str]] = {}
+
+        def remove(conn: Any, host: Any, hr: Any) -> None:
+            failed = wipe_apply(conn, hr, gathered[host.name], stop_timeout)
+            if failed:
+                not_removed[host.name] = failed
+
+        removed = run_connected(todo, remove, config=c.config, forks=n_forks, reporter=run.reporter)
+        second = removed.by_host()
+        merged = []
+        for h in listed.hosts:
+            extra = second.get(h.host)
+            merged.append(h if extra is None else
+                          HostOutcome(h.host, h.results + extra.results, h.seconds + extra.seconds, h.started))
+        outcome = ParallelOutcome(merged, listed.seconds + removed.seconds, n_forks)
+        for name, labels in sorted(not_removed.items()):
+            run.reporter.info(f"{name}: could not remove: {', '.join(labels)}")
+    outcome.print_recap(run.reporter)
+    run.add_output("project", project)
+    run.add_output("hosts", outcome.to_dict())
+    run.finish()
+
+
+@task(help={
+    **_HELP,
+    "task": 'the mmstack task and its arguments, as one string, e.g. "status --json"',
+    "timeout": "seconds to let the task run on each host (default: no limit)",
+    "json": "capture each host's output into one JSON document instead of streaming it",
+})
+@boundary
+def remote_run(c: Context, task: str | None = None, hosts: str | None = None, limit: str | None = None,
+               inventory: str | None = None, forks: int | None = None, timeout: float | None = None,
+               json: bool = False) -> None:
+    """Run any mmstack task on each host (`mmstack TASK ARGS` in its stack_dir; needs mmstack installed there)."""
+    import shlex
+    import sys
+
+    from ..engine.errors import ConfigError
+    from ..remote.parallel import run_connected
+    from ..remote.stackops import PrefixWriter, run_task
+
+    try:
+        argv = shlex.split(task or "")
+    except ValueError as exc:
+        raise ConfigError(f"--task cannot be parsed: {exc}", fix="balance the quotes in --task") from None
+    if not argv:
+        raise ConfigError("--task is empty", fix='say which task to run, e.g. --task "status --json"')
+    run = Run.start(c, json=json)
+    inv, selected = _hosts(run, hosts, limit, inventory)
+    lock = threading.Lock()
+    outputs: dict[str, Any] = {}
+
+    def job(conn: Any, host: Any, hr: Any) -> None:
+        out = err = None
+        if not json:
+            out = PrefixWriter(host.name, sys.stdout, lock)
+            err = PrefixWriter(host.name, sys.stderr, lock)
+        outputs[host.name] = run_task(conn, host, hr, argv, out=out, err=err, timeout=timeout)
+
+    run.reporter.task("remote-run: mmstack " + " ".join(shlex.quote(a) for a in argv))
+    outcome = run_connected(selected, job, config=c.config, forks=_forks(run, forks, inv),
+                            reporter=run.reporter)
+    outcome.print_recap(run.reporter)
+    run.add_output("outputs", {name: outputs[name] for name in sorted(outputs)})
+    run.add_output("hosts", outcome.to_dict())
+    run.finish()
+
+
 ns = Collection("remote")
 ns.add_task(remote_detect_gpu, "remote-detect-gpu")
 ns.add_task(deploy, "deploy")
-ns.configure({"mmstack": {"remote": {"inventory": None, "forks": None}}})
+ns.add_task(remote_status, "remote-status")
+ns.add_task(remote_wipe, "remote-wipe")
+ns.add_task(remote_run, "remote-run")
+ns.configure({"mmstack": {"remote": {"inventory": None, "forks": None, "compose_command": None}}})

@@ -4,6 +4,10 @@ Every call passes ``--project-directory <stack>``, ``-p <project>``, the files a
 so Compose never guesses from the current directory or ``$COMPOSE_*``. No secret is ever put on
 a command line: the services read them from their env files. Progress is streamed when stdout is
 a terminal; otherwise Compose's output is captured and shown only when it fails.
+
+Where Compose runs is pluggable: by default a local subprocess; ``execute`` (an `Executor`)
+runs the same argv elsewhere, e.g. on a remote host over SSH (`remote.stackops.SshExecutor`).
+Everything else (argv building, `parse_ps`, error handling) is shared.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..engine.errors import DockerError
 from .state import StartRecord
@@ -23,11 +28,23 @@ from .state import StartRecord
 _SCRUB = ("COMPOSE_FILE", "COMPOSE_PROFILES", "COMPOSE_PROJECT_NAME", "COMPOSE_PATH_SEPARATOR")
 
 
+class Executor(Protocol):
+    """Runs one Compose argv and returns its exit status and output.
+
+    Must raise `subprocess.TimeoutExpired` when ``timeout`` passes, and `FileNotFoundError`
+    when the command itself does not exist.
+    """
+
+    def __call__(self, argv: Sequence[str], *, stream: bool = False,
+                 timeout: float | None = None) -> subprocess.CompletedProcess[str]: ...
+
+
 @dataclass
 class ComposeRunner:
     compose: tuple[str, ...]
     stack: Path
     record: StartRecord
+    execute: Executor | None = None  # None: a local subprocess in ``stack``
 
     def argv(self, *args: str, pre: tuple[str, ...] = ()) -> list[str]:
         return [*self.compose, *pre, "--project-directory", str(self.stack), "-p", self.record.project,
@@ -48,7 +65,9 @@ class ComposeRunner:
         """Run compose; with ``stream`` its output goes straight to the terminal."""
         argv = self.argv(*args, pre=pre)
         try:
-            if stream:
+            if self.execute is not None:
+                proc = self.execute(argv, stream=stream, timeout=timeout)
+            elif stream:
                 proc = subprocess.run(argv, cwd=self.stack, env=self._env(), text=True,
                                       stdout=sys.stderr, timeout=timeout)
                 proc.stdout, proc.stderr = "", ""

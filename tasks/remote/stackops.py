@@ -1,0 +1,620 @@
+"""The stack lifecycle on a remote host, over one Fabric connection: up, status, wipe, run.
+
+The same pieces as local runs, with only *where a command runs* swapped:
+
+* `SshExecutor` plugs into `stack.compose.ComposeRunner`, so Compose gets exactly the argv the
+  local lifecycle builds (``--project-directory``, ``-p``, ``-f compose.yml -f compose.<env>.yml
+  --profile <env>``); the file set comes from `schema.filesets.environment_file_set`, the start
+  record is `stack.state.StartRecord` (uploaded through `remote.sync`, so it is idempotent and
+  0600 like every other file), ``ps`` is parsed by `stack.compose.parse_ps` and turned into rows
+  by `stack.status.build_rows`, and a dry run by `stack.lifecycle.dry_run_actions`.
+* The idempotence rule is the local one: a service is ``changed`` only when its container was
+  created, recreated (another container ID after ``up``) or started; `up_outcomes` is pure.
+* Wipe lists the project's containers, networks and volumes with the docker CLI's own label
+  filter (``com.docker.compose.project=<project>``), never by name and never a prune; the
+  listing and the per-resource outcomes are parsed by pure functions.
+
+Nothing here puts a secret on a command line or in a command's environment: the services read
+their secrets from the env files that `remote.sync` uploaded over SFTP.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import shlex
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, TextIO
+
+from ..engine.errors import RemoteError
+from ..engine.files import DesiredFile
+from ..engine.report import Status
+from ..stack.compose import ComposeRunner, parse_ps
+from ..stack.engine import PROJECT_LABEL, SERVICE_LABEL
+from ..stack.state import RECORD_FILE, StartRecord
+from ..stack.wipe import Outcome, Resource, WipePlan
+from .sync import shell_path
+
+STATE_DIR = ".mmstack"
+LOG_TAIL = 20
+# Compose reads these from the environment and would then disagree with the recorded set.
+_SCRUB = ("COMPOSE_FILE", "COMPOSE_PROFILES", "COMPOSE_PROJECT_NAME", "COMPOSE_PATH_SEPARATOR")
+_ENV_PREFIX = "env " + " ".join(f"-u {k}" for k in _SCRUB) + " DOCKER_CLI_HINTS=false COMPOSE_MENU=false"
+INSTALL_HINT = ("install it for the SSH user on the host: `pip install mmstack` (or, from a checkout "
+                "of this repository, `pip install .`), so that `mmstack` is on that user's PATH")
+
+
+# ----------------------------------------------------------------------------------------------
+# Where commands run
+# ----------------------------------------------------------------------------------------------
+
+def absolute_dir(c: Any, path: str) -> str:
+    """The host's ``stack_dir`` as an absolute path (``~/x`` resolved against the login's HOME)."""
+    shell_path(path)  # validates
+    if not path.startswith("~/"):
+        return path.rstrip("/") or "/"
+    home = c.run('printf %s "$HOME"', hide=True, in_stream=False).stdout.strip()
+    return posixpath.join(home, path[2:]).rstrip("/")
+
+
+@dataclass
+class SshExecutor:
+    """A `ComposeRunner` executor: runs the argv on the host, in ``cwd``, output captured.
+
+    The argv is shell-quoted word by word; Compose's ``COMPOSE_*`` variables are removed with
+    ``env -u`` so the recorded file set is the one used. No environment is sent over SSH.
+    """
+
+    conn: Any
+    cwd: str
+    timeout: float | None = None  # default for calls that give none (``up --wait``)
+
+    def command(self, argv: Sequence[str]) -> str:
+        return f"cd -- {shell_path(self.cwd)} && {_ENV_PREFIX} {join(argv)}"
+
+    def __call__(self, argv: Sequence[str], *, stream: bool = False,
+                 timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        from invoke.exceptions import CommandTimedOut
+
+        limit = timeout or self.timeout
+        try:
+            result = self.conn.run(self.command(argv), hide=True, warn=True, in_stream=False,
+                                   timeout=limit)
+        except CommandTimedOut:
+            raise subprocess.TimeoutExpired(list(argv), limit or 0) from None
+        if result.exited == 127 and "not found" in (result.stderr or ""):
+            raise FileNotFoundError(argv[0])
+        return subprocess.CompletedProcess(list(argv), result.exited, result.stdout, result.stderr)
+
+
+def join(argv: Sequence[str]) -> str:
+    return " ".join(shlex.quote(str(a)) for a in argv)
+
+
+# ----------------------------------------------------------------------------------------------
+# Compose on the host
+# ----------------------------------------------------------------------------------------------
+
+COMPOSE_CANDIDATES = (("docker", "compose"), ("docker-compose",))
+COMPOSE_PROBE = ("for c in " + " ".join(shlex.quote(" ".join(c)) for c in COMPOSE_CANDIDATES)
+                 + "; do v=$(DOCKER_CLI_HINTS=false $c version --short 2>/dev/null) && "
+                 "printf '%s\\t%s\\n' \"$c\" \"$v\"; done; exit 0")
+
+
+def parse_compose_probe(stdout: str) -> tuple[str, ...] | None:
+    """Pure: the first candidate that answered ``version --short`` with a v2 (or later) version."""
+    for line in stdout.splitlines():
+        name, _, version = line.partition("\t")
+        version = version.strip().lstrip("v")
+        if version[:1].isdigit() and int(re.match(r"\d+", version).group()) >= 2:  # type: ignore[union-attr]
+            argv = tuple(name.split())
+            if argv in COMPOSE_CANDIDATES:
+                return argv
+    return None
+
+
+def compose_missing(host: str) -> RemoteError:
+    return RemoteError(
+        f"{host}: Compose v2 was not found on the host: neither `docker compose` (the plugin) nor a "
+        "`docker-compose` v2 binary answers on the SSH user's PATH",
+        fix="install the docker-compose-plugin there (Debian/Ubuntu: apt-get install "
+            "docker-compose-plugin), or set mmstack.remote.compose_command")
+
+
+def detect_compose(c: Any, host: str, preferred: str | None = None) -> tuple[str, ...]:
+    """``docker compose`` or ``docker-compose`` on the host (``preferred`` wins when set)."""
+    if preferred:
+        return tuple(shlex.split(preferred))
+    found = parse_compose_probe(c.run(COMPOSE_PROBE, hide=True, warn=True, in_stream=False).stdout)
+    if found is None:
+        raise compose_missing(host)
+    return found
+
+
+def record_file(stack_dir: str) -> str:
+    return posixpath.join(stack_dir, STATE_DIR, RECORD_FILE)
+
+
+def record_desired(stack_dir: str, record: StartRecord) -> DesiredFile:
+    """The start record as a file to sync (0600 in a 0700 ``.mmstack``), like the local one."""
+    return DesiredFile(Path(record_file(stack_dir)), record.to_json().encode(), 0o600,
+                       label=f"{STATE_DIR}/{RECORD_FILE}", dir_mode=0o700)
+
+
+def read_record(c: Any, stack_dir: str) -> StartRecord | None:
+    """The host's start record; None when the stack was never started there."""
+    result = c.run(f"cat -- {shell_path(record_file(stack_dir))}", hide=True, warn=True, in_stream=False)
+    if result.exited != 0:
+        return None
+    try:
+        return StartRecord.from_dict(json.loads(result.stdout))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RemoteError(f"the host's start record is unreadable ({exc})", file=record_file(stack_dir),
+                          fix="deploy again (`inv deploy`) to rewrite it") from None
+
+
+def runner_for(c: Any, stack_dir: str, record: StartRecord, timeout: float | None = None) -> ComposeRunner:
+    return ComposeRunner(record.compose, PurePosixPath(stack_dir),  # type: ignore[arg-type]
+                         record, execute=SshExecutor(c, stack_dir, timeout))
+
+
+def by_service(ps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Pure: `compose ps` entries keyed by service (the first container of each)."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in ps:
+        out.setdefault(str(entry.get("Service", "")), entry)
+    return out
+
+
+def container_id(entry: dict[str, Any] | None) -> str:
+    return str((entry or {}).get("ID") or (entry or {}).get("Id") or "")
+
+
+def up_outcomes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]],
+                services: Sequence[str], failing: dict[str, Any] | None = None
+                ) -> list[tuple[str, Status, str]]:
+    """Pure: the local lifecycle's rule, one ``(service, status, message)`` per service.
+
+    ``changed`` only for a container that was created, recreated (a new ID) or started;
+    ``failed`` for one that is failing (``failing``: service -> status row) or absent.
+    """
+    failing = failing or {}
+    out: list[tuple[str, Status, str]] = []
+    for svc in services:
+        old, new = before.get(svc), after.get(svc)
+        if svc in failing:
+            out.append((svc, Status.FAILED, failing[svc].summary))
+        elif new is None:
+            out.append((svc, Status.FAILED, "no container after `up`"))
+        elif old is None:
+            out.append((svc, Status.CHANGED, "created"))
+        elif container_id(old) != container_id(new):
+            out.append((svc, Status.CHANGED, "recreated (configuration changed)"))
+        elif str(old.get("State")) != "running" and str(new.get("State")) == "running":
+            out.append((svc, Status.CHANGED, "started"))
+        else:
+            state = str(new.get("State", ""))
+            out.append((svc, Status.OK, "running, up to date" if state == "running" else state))
+    for svc in sorted(set(before) - set(after)):
+        out.append((svc, Status.CHANGED, "removed (orphan of the project)"))
+    return out
+
+
+def check_outcomes(actions: dict[str, set[str]], before: dict[str, dict[str, Any]],
+                   services: Sequence[str]) -> list[tuple[str, Status, str]]:
+    """Pure: what a dry run says ``up`` would do, in the local check mode's words."""
+    out: list[tuple[str, Status, str]] = []
+    for svc in services:
+        act = actions.get(svc, set())
+        c = before.get(svc)
+        if c is None:
+            out.append((svc, Status.CHANGED, "would be created"))
+        elif act & {"Recreate", "Recreated"}:
+            out.append((svc, Status.CHANGED, "would be recreated (configuration changed)"))
+        elif act & {"Starting", "Start", "Started"}:
+            out.append((svc, Status.CHANGED, f"would be started (now {c.get('State')})"))
+        else:
+            out.append((svc, Status.OK, "running, up to date"))
+    for svc in sorted(set(before) - set(services)):
+        if actions.get(svc, set()) & {"Removing", "Remove", "Removed"}:
+            out.append((svc, Status.CHANGED, "would be removed (orphan of the project)"))
+    return out
+
+
+def dry_run_view(before: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`compose ps` entries in the shape `lifecycle.dry_run_actions` reads (``Names``)."""
+    return {svc: {**e, "Names": [str(e.get("Name", ""))]} for svc, e in before.items()}
+
+
+def log_tail(c: Any, container: str, mask: Callable[[str], str], lines: int = LOG_TAIL) -> list[str]:
+    """The last lines of a container's output on the host, secrets masked."""
+    result = c.run(f"docker logs --tail {int(lines)} {shlex.quote(container)} 2>&1", hide=True,
+                   warn=True, in_stream=False)
+    return mask(result.stdout or "").rstrip("\n").splitlines()[-lines:]
+
+
+def failing_rows(c: Any, runner: ComposeRunner, services: list[str], scheme_of: dict[str, str],
+                 mask: Callable[[str], str]) -> dict[str, Any]:
+    """Rows of the services that are failing (or still starting) after a failed ``up``."""
+    from ..stack.status import build_rows
+
+    out = {}
+    for row in build_rows(runner.ps(), services, scheme_of):
+        if row.failed or row.health == "starting":
+            if row.container:
+                row.log_tail = log_tail(c, row.container, mask)
+            out[row.service] = row
+    return out
+
+
+def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check: bool,
+             files_changed: bool, timeout: int, preferred: str | None,
+             mask: Callable[[str], str]) -> None:
+    """Bring ``environment`` up on the host and wait for health (the last step of `deploy`)."""
+    from ..schema.filesets import environment_file_set
+    from ..stack.lifecycle import dry_run_actions, expected_services
+    from ..stack.status import schemes
+    from .sync import sync_files
+
+    root = absolute_dir(c, host.stack_dir)
+    compose = detect_compose(c, host.name, preferred)
+    fs = environment_file_set(environment)
+    record = StartRecord(env=environment, files=fs.files, profiles=fs.profiles, project=stack.project,
+                         compose=compose)
+    runner = runner_for(c, root, record, timeout=timeout + 120)
+    services = expected_services(stack, record)
+    for result in sync_files(c, [record_desired(root, record)], check=check, host=host.name):
+        hr.add(result)
+
+    if check:
+        if files_changed:
+            hr.skipped("stack up", "check mode: files would change first, and Compose's dry run can "
+                       "only read the files already on the host")
+            return
+        before = by_service(runner.ps())
+        proc = runner.run_global(["--dry-run"], "up", "-d", "--remove-orphans")
+        if proc.returncode != 0:
+            hr.skipped("stack up", f"check mode: Compose's dry run failed (exit {proc.returncode})"
+                       + _tail(mask(proc.stderr or proc.stdout)))
+            return
+        actions = dry_run_actions(proc.stdout + proc.stderr, stack.project, dry_run_view(before))
+        for svc, status, message in check_outcomes(actions, before, services):
+            hr._new(status, svc, message)
+        return
+
+    before = by_service(runner.ps())
+    proc = runner.up(wait=True, timeout=timeout, stream=False)
+    after = by_service(runner.ps())
+    failing: dict[str, Any] = {}
+    if proc.returncode != 0:
+        failing = failing_rows(c, runner, services, schemes(stack.resolved_services(environment)), mask)
+    for svc, status, message in up_outcomes(before, after, services, failing):
+        data = {"log_tail": failing[svc].log_tail} if svc in failing else None
+        hr._new(status, svc, message, data=data)
+        for line in failing[svc].log_tail if svc in failing else ():
+            hr.info(f"    {svc} | {line}")
+    if proc.returncode != 0 and not failing:
+        hr.failed("stack up", f"`{' '.join(compose)} up` exited {proc.returncode}"
+                  + _tail(mask(proc.stderr or proc.stdout)))
+
+
+def _tail(text: str | None, lines: int = 6) -> str:
+    rows = [r for r in (text or "").strip().splitlines() if r.strip()][-lines:]
+    return ("; " + " / ".join(r.strip() for r in rows)) if rows else ""
+
+
+# ----------------------------------------------------------------------------------------------
+# status
+# ----------------------------------------------------------------------------------------------
+
+def stack_status(c: Any, host: Any, hr: Any, *, stack: Any, preferred: str | None,
+                 mask: Callable[[str], str], show_table: bool) -> dict[str, Any]:
+    """The local `status` rows for what the last deploy started on the host."""
+    from ..stack.lifecycle import expected_services
+    from ..stack.status import build_rows, schemes, table
+
+    root = absolute_dir(c, host.stack_dir)
+    record = read_record(c, root)
+    if record is None:
+        raise RemoteError(f"{host.name}: the stack has not been started on this host "
+                          f"(no {record_file(root)})",
+                          fix=f"deploy it first: inv deploy --hosts {host.name}")
+    if preferred:
+        record = StartRecord(record.env, record.files, record.profiles, record.project,
+                             tuple(shlex.split(preferred)))
+    elif not record.compose:
+        record = StartRecord(record.env, record.files, record.profiles, record.project,
+                             detect_compose(c, host.name))
+    runner = runner_for(c, root, record, timeout=120)
+    rows = build_rows(runner.ps(), expected_services(stack, record),
+                      schemes(stack.resolved_services(record.env)))
+    for row in rows:
+        if row.failed and row.container:
+            row.log_tail = log_tail(c, row.container, mask)
+    if show_table:
+        hr.info(f"environment {record.env} (project {record.project}, "
+                f"{' '.join(record.compose_args())})")
+        for line in table(rows).splitlines():
+            hr.info(line)
+    for row in rows:
+        if row.failed:
+            hr.failed(row.service, row.summary, data={"log_tail": row.log_tail} if row.log_tail else None)
+            if show_table:
+                for line in row.log_tail:
+                    hr.info(f"    {row.service} | {line}")
+        else:
+            hr.ok(row.service, row.summary + (f" {row.url}" if row.url else ""))
+    return {"environment": record.env, "project": record.project,
+            "services": [r.to_dict() for r in rows]}
+
+
+# ----------------------------------------------------------------------------------------------
+# wipe
+# ----------------------------------------------------------------------------------------------
+
+WIPE_SEPARATOR = "@@mmstack-wipe@@"
+_LBL = '{{.Label "%s"}}'
+
+
+def wipe_list_command(project: str) -> str:
+    """One command listing the project's containers, networks and volumes by label only."""
+    flt = shlex.quote(f"label={PROJECT_LABEL}={project}")
+    proj, svc = _LBL % PROJECT_LABEL, _LBL % SERVICE_LABEL
+    ps_fmt = shlex.quote("\t".join(["{{.ID}}", "{{.Names}}", "{{.State}}", proj, svc]))
+    net_fmt = shlex.quote("\t".join(["{{.ID}}", "{{.Name}}", proj]))
+    vol_fmt = shlex.quote("\t".join(["{{.Name}}", proj]))
+    sep = f"echo {WIPE_SEPARATOR}"
+    return (f"docker ps -a --no-trunc --filter {flt} --format {ps_fmt} && {sep} && "
+            f"docker network ls --no-trunc --filter {flt} --format {net_fmt} && {sep} && "
+            f"docker volume ls --filter {flt} --format {vol_fmt}")
+
+
+def parse_wipe_listing(project: str, stdout: str) -> WipePlan:
+    """Pure: the output of `wipe_list_command` as a `WipePlan`.
+
+    The engine filtered by label already; each line's label is checked again here, so a line
+    whose project label is not exactly ``project`` is never planned for removal.
+    """
+    parts = stdout.split(WIPE_SEPARATOR)
+    if len(parts) != 3:
+        raise RemoteError("unexpected output while listing the project's resources",
+                          fix="check that the docker CLI works for the SSH user on the host")
+    plan = WipePlan(project)
+    for line in parts[0].splitlines():
+        f = line.split("\t")
+        if len(f) >= 4 and f[3] == project and f[0].strip():
+            service = f[4] if len(f) > 4 and f[4] else "?"
+            plan.containers.append(Resource("container", f[1], f[0], f"service {service}, {f[2]}"))
+    for line in parts[1].splitlines():
+        f = line.split("\t")
+        if len(f) >= 3 and f[2] == project and f[0].strip():
+            plan.networks.append(Resource("network", f[1], f[0]))
+    for line in parts[2].splitlines():
+        f = line.split("\t")
+        if len(f) >= 2 and f[1] == project and f[0].strip():
+            plan.volumes.append(Resource("volume", f[0], f[0]))
+    for items in (plan.containers, plan.networks, plan.volumes):
+        items.sort(key=lambda r: r.name)
+    return plan
+
+
+_REMOVE = {"container": "docker rm -f -- ", "network": "docker network rm -- ", "volume": "docker volume rm -- "}
+
+
+def wipe_remove_command(plan: WipePlan, stop_timeout: int = 2) -> str:
+    """Stop the containers (gently, all at once), then remove each resource on its own line of
+    output: ``removed<TAB>kind<TAB>id`` or ``failed<TAB>kind<TAB>id<TAB>error``."""
+    steps: list[str] = []
+    if plan.containers:
+        ids = " ".join(shlex.quote(r.id) for r in plan.containers)
+        steps.append(f"docker stop -t {int(stop_timeout)} -- {ids} >/dev/null 2>&1")
+    for r in plan.containers + plan.networks + plan.volumes:
+        rid, kind = shlex.quote(r.id), shlex.quote(r.kind)
+        steps.append(f"if out=$({_REMOVE[r.kind]}{rid} 2>&1); then printf 'removed\\t%s\\t%s\\n' {kind} {rid}; "
+                     f"else printf 'failed\\t%s\\t%s\\t%s\\n' {kind} {rid} \"$(printf %s \"$out\" | tr '\\t\\n' '  ')\"; fi")
+    return "; ".join(steps) + "; exit 0"
+
+
+_GONE = re.compile(r"no such (container|network|volume)|not found", re.IGNORECASE)
+
+
+def parse_wipe_outcomes(plan: WipePlan, stdout: str) -> list[Outcome]:
+    """Pure: one `Outcome` per planned resource; an error saying it does not exist is ``gone``,
+    and a resource with no line at all is ``failed``."""
+    seen: dict[tuple[str, str], Outcome] = {}
+    index = {(r.kind, r.id): r for r in plan.resources}
+    for line in stdout.splitlines():
+        f = line.split("\t")
+        if len(f) < 3 or (f[1], f[2]) not in index:
+            continue
+        r = index[(f[1], f[2])]
+        if f[0] == "removed":
+            seen[(r.kind, r.id)] = Outcome(r, "removed")
+        else:
+            error = (f[3] if len(f) > 3 else "").strip()
+            seen[(r.kind, r.id)] = Outcome(r, "gone", "already removed") if _GONE.search(error) \
+                else Outcome(r, "failed", error[:300] or "unknown error")
+    return [seen.get((r.kind, r.id), Outcome(r, "failed", "no answer from the host"))
+            for r in plan.resources]
+
+
+def deployed_paths(stack: Any, stack_dir: str) -> list[str]:
+    """What `deploy` put in ``stack_dir`` (what ``remote-wipe --all`` deletes): the compose
+    files, the env files (the host's secrets) and the start record."""
+    from ..schema.generate import BASE_FILE, ENV_DIR, env_file_name
+
+    names = [BASE_FILE, *(env_file_name(e) for e in stack.environment_names), ENV_DIR,
+             f"{STATE_DIR}/{RECORD_FILE}"]
+    return [posixpath.join(stack_dir, n) for n in names]
+
+
+def existing_paths(c: Any, paths: Sequence[str]) -> list[str]:
+    if not paths:
+        return []
+    listing = c.run("for p in " + " ".join(shell_path(p) for p in paths)
+                    + '; do [ -e "$p" ] && printf "%s\\n" "$p"; done; exit 0',
+                    hide=True, in_stream=False).stdout.splitlines()
+    present = set(listing)
+    return [p for p in paths if p in present]
+
+
+@dataclass
+class HostWipe:
+    """What one host holds of the project, gathered before the (single) confirmation."""
+
+    plan: WipePlan
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.plan.empty and not self.files
+
+    def describe(self) -> str:
+        text = self.plan.describe()
+        if self.files:
+            text += "\n  files (--all):\n" + "\n".join(f"    - {p}" for p in self.files)
+        return text
+
+
+def wipe_gather(c: Any, host: Any, project: str, stack: Any, all_files: bool) -> HostWipe:
+    result = c.run(wipe_list_command(project), hide=True, warn=True, in_stream=False)
+    if result.exited != 0:
+        raise RemoteError(f"{host.name}: listing the project's resources failed (exit {result.exited})"
+                          + _tail(result.stderr or result.stdout),
+                          fix="check that the docker CLI is installed on the host and that the SSH "
+                              "user may use the engine (group docker)")
+    files: list[str] = []
+    if all_files:
+        root = absolute_dir(c, host.stack_dir)
+        files = existing_paths(c, deployed_paths(stack, root))
+    return HostWipe(parse_wipe_listing(project, result.stdout), files)
+
+
+def wipe_apply(c: Any, hr: Any, gathered: HostWipe, stop_timeout: int = 2) -> list[str]:
+    """Remove what was gathered; report each resource. Returns what could not be removed."""
+    failed: list[str] = []
+    if not gathered.plan.empty:
+        result = c.run(wipe_remove_command(gathered.plan, stop_timeout), hide=True, warn=True,
+                       in_stream=False)
+        for o in parse_wipe_outcomes(gathered.plan, result.stdout):
+            if o.status == "removed":
+                hr.changed(o.resource.label, "removed")
+            elif o.status == "gone":
+                hr.ok(o.resource.label, o.message)
+            else:
+                hr.failed(o.resource.label, o.message)
+                failed.append(o.resource.label)
+    for path in gathered.files:
+        result = c.run(f"rm -rf -- {shell_path(path)}", hide=True, warn=True, in_stream=False)
+        if result.exited == 0:
+            hr.changed(path, "deleted")
+        else:
+            hr.failed(path, (result.stderr or "").strip()[:200] or f"rm exited {result.exited}")
+            failed.append(path)
+    for path in gathered.files:  # the state directory goes only when nothing else is in it
+        if path.endswith(f"/{STATE_DIR}/{RECORD_FILE}"):
+            c.run(f"rmdir -- {shell_path(posixpath.dirname(path))} 2>/dev/null; exit 0", hide=True,
+                  warn=True, in_stream=False)
+    return failed
+
+
+# ----------------------------------------------------------------------------------------------
+# remote-run: any task, through the host's own `mmstack` command
+# ----------------------------------------------------------------------------------------------
+
+MISSING_MARK = "@@mmstack-remote: mmstack not found@@"
+NODIR_MARK = "@@mmstack-remote: no stack directory@@"
+
+
+def remote_run_command(stack_dir: str, argv: Sequence[str]) -> str:
+    """``cd <stack_dir> && MMSTACK_DIR=<stack_dir> mmstack ARGV``, every word shell-quoted.
+
+    Only the stack directory travels in the environment; the task's arguments are the user's.
+    """
+    if not argv:
+        raise RemoteError("no task given", fix='say which task to run, e.g. --task "status --json"')
+    d = shell_path(stack_dir)
+    return (f"cd -- {d} 2>/dev/null || {{ echo {shlex.quote(NODIR_MARK)} >&2; exit 1; }}; "
+            f"command -v mmstack >/dev/null 2>&1 || {{ echo {shlex.quote(MISSING_MARK)} >&2; exit 127; }}; "
+            f"MMSTACK_DIR={d}; export MMSTACK_DIR; exec mmstack {join(argv)}")
+
+
+_RECAP_RE = re.compile(r"^RECAP\b.*\bchanged=(\d+)", re.MULTILINE)
+
+
+def reported_changes(stdout: str) -> int | None:
+    """Pure: the ``changed`` count the remote task reported (its recap line or its JSON)."""
+    text = stdout.strip()
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+            return int(doc["recap"]["changed"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    found = _RECAP_RE.findall(stdout)
+    return int(found[-1]) if found else None
+
+
+class PrefixWriter:
+    """A file-like that writes whole lines as ``<host> | line`` under a shared lock."""
+
+    def __init__(self, prefix: str, out: TextIO, lock: threading.Lock) -> None:
+        self.prefix, self.out, self.lock, self.buf = prefix, out, lock, ""
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        *lines, self.buf = self.buf.split("\n")
+        if lines:
+            with self.lock:
+                self.out.write("".join(f"{self.prefix} | {line}\n" for line in lines))
+                self.out.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buf:
+            with self.lock:
+                self.out.write(f"{self.prefix} | {self.buf}\n")
+                self.out.flush()
+            self.buf = ""
+
+
+def run_task(c: Any, host: Any, hr: Any, argv: Sequence[str], *,
+             out: PrefixWriter | None = None, err: PrefixWriter | None = None,
+             timeout: float | None = None) -> dict[str, Any]:
+    """Run ``mmstack ARGV`` on the host; one result for the host, output captured (and streamed
+    with a host prefix when writers are given)."""
+    from invoke.exceptions import CommandTimedOut
+
+    command = remote_run_command(host.stack_dir, argv)
+    label = "mmstack " + join(argv)
+    kw: dict[str, Any] = {"hide": True} if out is None else {"out_stream": out, "err_stream": err}
+    try:
+        result = c.run(command, warn=True, in_stream=False, timeout=timeout, **kw)
+    except CommandTimedOut:
+        raise RemoteError(f"{host.name}: `{label}` did not finish in {timeout:g}s") from None
+    finally:
+        for w in (out, err):
+            if w is not None:
+                w.flush()
+    stdout, stderr = result.stdout or "", result.stderr or ""
+    data = {"exit": result.exited, "stdout": stdout, "stderr": stderr}
+    if MISSING_MARK in stderr:
+        hr.failed(label, f"`mmstack` is not installed on the host (not on the SSH user's PATH); "
+                  f"{INSTALL_HINT}", data=data)
+    elif NODIR_MARK in stderr:
+        hr.failed(label, f"the stack directory {host.stack_dir} does not exist on the host",
+                  data={**data, "fix": f"deploy first: inv deploy --hosts {host.name}"})
+    elif result.exited != 0:
+        hr.failed(label, f"exit {result.exited}" + _tail(stderr or stdout, 3), data=data)
+    else:
+        changes = reported_changes(stdout)
+        if changes:
+            hr.changed(label, f"exit 0, changed={changes}", data=data)
+        else:
+            hr.ok(label, "exit 0", data=data)
+    return data
