@@ -290,6 +290,7 @@ def remote_wipe(c: Context, hosts: str | None = None, limit: str | None = None,
         outcome = ParallelOutcome(merged, listed.seconds + removed.seconds, n_forks)
         for name, labels in sorted(not_removed.items()):
             run.reporter.info(f"{name}: could not remove: {', '.join(labels)}")
+        run.add_output("not_removed", {name: not_removed[name] for name in sorted(not_removed)})
     outcome.print_recap(run.reporter)
     run.add_output("project", project)
     run.add_output("hosts", outcome.to_dict())

@@ -262,7 +262,11 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
     from .sync import sync_files
 
     root = absolute_dir(c, host.stack_dir)
-    compose = detect_compose(c, host.name, preferred)
+    try:
+        compose = detect_compose(c, host.name, preferred)
+    except RemoteError as exc:
+        hr.failed("stack up", str(exc))
+        return
     fs = environment_file_set(environment)
     record = StartRecord(env=environment, files=fs.files, profiles=fs.profiles, project=stack.project,
                          compose=compose)
@@ -539,8 +543,8 @@ def remote_run_command(stack_dir: str, argv: Sequence[str]) -> str:
     if not argv:
         raise RemoteError("no task given", fix='say which task to run, e.g. --task "status --json"')
     d = shell_path(stack_dir)
-    return (f"cd -- {d} 2>/dev/null || {{ echo {shlex.quote(NODIR_MARK)} >&2; exit 1; }}; "
-            f"command -v mmstack >/dev/null 2>&1 || {{ echo {shlex.quote(MISSING_MARK)} >&2; exit 127; }}; "
+    return (f"command -v mmstack >/dev/null 2>&1 || {{ echo {shlex.quote(MISSING_MARK)} >&2; exit 127; }}; "
+            f"cd -- {d} 2>/dev/null || {{ echo {shlex.quote(NODIR_MARK)} >&2; exit 1; }}; "
             f"MMSTACK_DIR={d}; export MMSTACK_DIR; exec mmstack {join(argv)}")
 
 

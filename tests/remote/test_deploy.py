@@ -1,4 +1,7 @@
-"""`deploy` (files step) end to end: a real stack copy, real sshd hosts, the task function."""
+"""`deploy` (files step) end to end: a real stack copy, real sshd hosts, the task function.
+
+These hosts have no Compose: the files are deployed with ``no_start=True`` (the stack-up step
+is covered by test_remote_stack.py and, with Docker, test_remote_stack_e2e.py)."""
 
 from __future__ import annotations
 
@@ -37,11 +40,11 @@ def test_deploy_converges_and_keeps_secrets_off_command_lines(
     for h in farm.hosts:
         h.clear_log()
 
-    deploy(c, inventory=str(inventory_path))
+    deploy(c, inventory=str(inventory_path), no_start=True)
     first = capsys.readouterr().out
-    deploy(c, inventory=str(inventory_path))
+    deploy(c, inventory=str(inventory_path), no_start=True)
     second = capsys.readouterr().out
-    deploy(c, inventory=str(inventory_path), check=True, diff=True)
+    deploy(c, inventory=str(inventory_path), check=True, diff=True, no_start=True)
     checked = capsys.readouterr()
 
     for name in ("h1", "h2", "h3"):
@@ -68,7 +71,7 @@ def test_deploy_exit_code_when_a_host_is_down(farm: SshdFarm, inventory_path: Pa
     c = Context(Config(overrides={"mmstack": {"stack_dir": str(stack)}}))
     stop_host("h3")
     with pytest.raises(Exit) as err:
-        deploy(c, inventory=str(inventory_path), json=True)
+        deploy(c, inventory=str(inventory_path), json=True, no_start=True)
     assert err.value.code == 2
     import json
 
