@@ -33,8 +33,8 @@ from typing import Any, TextIO
 
 from ..engine.errors import RemoteError
 from ..engine.files import DesiredFile
-from ..engine.report import Status
-from ..stack.compose import ComposeRunner, parse_ps
+from ..engine.report import Result, Status
+from ..stack.compose import ComposeRunner
 from ..stack.engine import PROJECT_LABEL, SERVICE_LABEL
 from ..stack.state import RECORD_FILE, StartRecord
 from ..stack.wipe import Outcome, Resource, WipePlan
@@ -288,7 +288,7 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
             return
         actions = dry_run_actions(proc.stdout + proc.stderr, stack.project, dry_run_view(before))
         for svc, status, message in check_outcomes(actions, before, services):
-            hr._new(status, svc, message)
+            hr.add(Result(svc, status, message))
         return
 
     before = by_service(runner.ps())
@@ -299,7 +299,7 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
         failing = failing_rows(c, runner, services, schemes(stack.resolved_services(environment)), mask)
     for svc, status, message in up_outcomes(before, after, services, failing):
         data = {"log_tail": failing[svc].log_tail} if svc in failing else None
-        hr._new(status, svc, message, data=data)
+        hr.add(Result(svc, status, message, data=data))
         for line in failing[svc].log_tail if svc in failing else ():
             hr.info(f"    {svc} | {line}")
     if proc.returncode != 0 and not failing:

@@ -291,7 +291,7 @@ def test_remote_wipe_refuses_without_yes_and_a_terminal(
     calls = shims.read("docker.calls")
     assert "ps -a" in calls and "rm" not in calls.replace("--format", "") and not shims.read("removed")
     out = capsys.readouterr().out
-    assert f"h1:     - mmstack-postgres-1" in out and "decoy" not in out
+    assert "h1:     - mmstack-postgres-1" in out and "decoy" not in out
 
 
 def test_remote_wipe_check_lists_by_label_and_removes_nothing(
