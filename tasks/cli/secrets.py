@@ -49,12 +49,14 @@ def rotate_secrets(c: Context, service: str | None = None, env: str | None = Non
     """Replace only the secrets asked for; say which services must be restarted or re-keyed."""
     from ..schema.steps import render_env_step, validate_schema_step
     from ..secrets.api import rotate_secrets_step
+    from ..stack.rekey import rekeying
 
     run = Run.start(c, check=check, diff=diff, json=json)
     with run.locked():
         stack = validate_schema_step(run)
+        # The lifecycle re-keys a running PostgreSQL and knows which services are running.
         result = rotate_secrets_step(run, stack, service=service, env=env, names=name or None,
-                                     include_users=include_users)
+                                     include_users=include_users, rekeying=rekeying())
         envs = [e for e, rotated in result.rotated.items() if rotated]
         if render and not check and envs:
             # The restart the report asks for must pick up the new values. The env files' diff

@@ -10,11 +10,6 @@ from __future__ import annotations
 from invoke import Collection, Context, Exit, task
 
 from ..engine.run import Run, boundary, resolve
-from ..stack.rekey import install_when_imported
-
-# rotate-secrets (another collection) gets the PostgreSQL re-key hook when it imports the
-# secrets API; importing nothing now.
-install_when_imported()
 
 START_HELP = {
     "profile": "also start this stack or environment profile (repeatable)",

@@ -7,7 +7,7 @@ the stack lock (``with run.locked():``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,24 @@ class RekeyRequest:
 
 
 RekeyHook = Callable[[RekeyRequest], None]
-# secret name -> hook run before the stored value changes (e.g. ALTER ROLE in a running
-# PostgreSQL). A hook must be idempotent and must not print either value. If one fails, the hooks
-# that already ran are called again with old/new swapped, and nothing is stored.
-REKEY_HOOKS: dict[str, RekeyHook] = {}
-# Set by the lifecycle code: (run, stack, env) -> names of running services, or None if unknown.
-RUNNING_PROBE: Callable[[Run, Stack, str], set[str] | None] | None = None
+RunningProbe = Callable[[Run, Stack, str], "set[str] | None"]
+
+
+@dataclass(frozen=True)
+class Rekeying:
+    """What the lifecycle code lends rotation, passed in by the caller (no global registry).
+
+    ``hooks``: secret name -> hook run before the stored value changes (e.g. ALTER ROLE in a
+    running PostgreSQL). A hook must be idempotent and must not print either value. If one fails,
+    the hooks that already ran are called again with old/new swapped, and nothing is stored.
+    ``running``: (run, stack, env) -> names of running services, or None when unknown.
+    """
+
+    hooks: Mapping[str, RekeyHook] = field(default_factory=dict)
+    running: RunningProbe | None = None
+
+
+NO_REKEYING = Rekeying()
 # Values replaced during this process: still worth masking (an env file on disk may hold one
 # until it is re-rendered, and a diff would show it on its "old" side).
 _RETIRED: set[str] = set()
@@ -243,7 +255,8 @@ def select_for_rotation(stack: Stack, service: str | None, names: Iterable[str] 
 
 
 def rotate_secrets_step(run: Run, stack: Stack, service: str | None = None, env: str | None = None,
-                        names: list[str] | None = None, include_users: bool = False) -> RotationResult:
+                        names: list[str] | None = None, include_users: bool = False,
+                        rekeying: Rekeying = NO_REKEYING) -> RotationResult:
     """Replace exactly the selected secrets in the selected environments; report who must restart."""
     rep = run.reporter
     rep.task("rotate-secrets")
@@ -269,14 +282,15 @@ def rotate_secrets_step(run: Run, stack: Stack, service: str | None = None, env:
         plans[e] = (existing, changes(plan), plan)
 
     if not run.check:
-        _run_rekey_hooks(run, stack, plans)
+        _run_rekey_hooks(run, stack, plans, rekeying.hooks)
         for e, (existing, todo, plan) in plans.items():
             _RETIRED.update(existing[c.name] for c in todo)
             store.save(e, apply_to(existing, plan, e))
 
+    known: dict[str, bool] = {}
     for e, (_, todo, _) in plans.items():
         result.rotated[e] = [c.name for c in todo]
-        result.restart[e] = _restart_list(run, stack, e, {c.name for c in todo})
+        result.restart[e], known[e] = _restart_list(run, stack, e, {c.name for c in todo}, rekeying.running)
         for c in todo:
             who = consumers_in(stack, e, {c.name})
             rep.changed(c.item, "rotated" + (f"; used by {', '.join(who)}" if who else ""),
@@ -285,10 +299,10 @@ def rotate_secrets_step(run: Run, stack: Stack, service: str | None = None, env:
         rep.skipped(f"secrets/*/{name}", why)
     for name in chosen:
         note = rekey_note(name)
-        if note and name not in REKEY_HOOKS:
+        if note and name not in rekeying.hooks:
             result.rekey[name] = note
 
-    result.message = _rotation_message(result, run.check)
+    result.message = _rotation_message(result, run.check, known)
     for line in result.message.splitlines():
         rep.info(line)
     for name, note in result.rekey.items():
@@ -297,20 +311,22 @@ def rotate_secrets_step(run: Run, stack: Stack, service: str | None = None, env:
     return result
 
 
-def _restart_list(run: Run, stack: Stack, env: str, names: set[str]) -> list[str]:
+def _restart_list(run: Run, stack: Stack, env: str, names: set[str],
+                  probe: RunningProbe | None) -> tuple[list[str], bool]:
+    """The consumers to restart, and whether which of them run is actually known."""
     services = consumers_in(stack, env, names)
-    if RUNNING_PROBE is not None:
-        running = RUNNING_PROBE(run, stack, env)
+    if probe is not None:
+        running = probe(run, stack, env)
         if running is not None:
-            return [s for s in services if s in running]
-    return services
+            return [s for s in services if s in running], True
+    return services, False
 
 
-def _rotation_message(result: RotationResult, check: bool) -> str:
+def _rotation_message(result: RotationResult, check: bool, known_by_env: dict[str, bool]) -> str:
     lines = []
     verb = "would rotate" if check else "rotated"
-    known = RUNNING_PROBE is not None
     for env, names in result.rotated.items():
+        known = known_by_env.get(env, False)
         if not names:
             continue
         lines.append(f"{env}: {verb} {', '.join(names)}")
@@ -325,19 +341,20 @@ def _rotation_message(result: RotationResult, check: bool) -> str:
 
 
 def _run_rekey_hooks(run: Run, stack: Stack,
-                     plans: dict[str, tuple[dict[str, str], list[SecretChange], list[Any]]]) -> None:
+                     plans: dict[str, tuple[dict[str, str], list[SecretChange], list[Any]]],
+                     hooks: Mapping[str, RekeyHook]) -> None:
     """Call every applicable hook before anything is stored; undo them all if one fails."""
     done: list[RekeyRequest] = []
     for env, (existing, todo, _) in plans.items():
         for change in todo:
-            hook = REKEY_HOOKS.get(change.name)
+            hook = hooks.get(change.name)
             if hook is None:
                 continue
             req = RekeyRequest(run, stack, env, change.name, existing[change.name], change.value)
             try:
                 hook(req)
             except Exception as exc:  # noqa: BLE001 - any failure must stop the rotation
-                undo_failed = _undo(done)
+                undo_failed = _undo(done, hooks)
                 # Only typed mmstack errors are trusted to carry no value; others give their type.
                 why = exc.message if isinstance(exc, MmstackError) else type(exc).__name__
                 extra = (f"; undoing the re-key of {', '.join(undo_failed)} also failed: those "
@@ -350,11 +367,11 @@ def _run_rekey_hooks(run: Run, stack: Stack,
             done.append(req)
 
 
-def _undo(done: list[RekeyRequest]) -> list[str]:
+def _undo(done: list[RekeyRequest], hooks: Mapping[str, RekeyHook]) -> list[str]:
     failed = []
     for req in reversed(done):
         try:
-            REKEY_HOOKS[req.name](RekeyRequest(req.run, req.stack, req.env, req.name, req.new, req.old))
+            hooks[req.name](RekeyRequest(req.run, req.stack, req.env, req.name, req.new, req.old))
         except Exception:  # noqa: BLE001 - report, keep undoing the rest
             failed.append(f"{req.name} ({req.env})")
     return failed

@@ -112,6 +112,10 @@ class EngineAPI:
         query = f"?all={1 if all else 0}&filters={quote(json.dumps(filters))}"
         return self.get(f"/containers/json{query}")
 
+    def volumes(self, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        filters = {"label": [f"{k}={v}" for k, v in (labels or {}).items()]}
+        return (self.get(f"/volumes?filters={quote(json.dumps(filters))}") or {}).get("Volumes") or []
+
     def project_containers(self, project: str) -> list[dict[str, Any]]:
         """The project's service containers (one-off `run` containers left out)."""
         return [c for c in self.containers({PROJECT_LABEL: project})

@@ -1,82 +1,38 @@
 """Keep a running PostgreSQL in step with a rotated password.
 
-`install()` registers, in `tasks.secrets.api`:
+`rekeying()` gives rotate-secrets (which passes it to `secrets.api.rotate_secrets_step`):
 
-* ``REKEY_HOOKS["postgres_password"]``: when the project's postgres container is running (and was
+* a hook for ``postgres_password``: when the project's postgres container is running (and was
   started for the environment being rotated), ``ALTER ROLE <user> PASSWORD '<new>'`` is run in it
   with ``docker exec``; the SQL goes to psql on **stdin**, so the password is in neither the argv
   nor the environment of the exec (nor on this host's command line). psql connects over the
   container's Unix socket, which the postgres images trust for local connections.
-* ``RUNNING_PROBE``: which services of the project are running, so rotate-secrets names only the
+* a running probe: which services of the project are running, so rotate-secrets names only the
   consumers that actually need a restart (`inv restart` or the next `inv start-*` recreates them,
   Compose seeing their env files changed).
-
-Registration is lazy: `install_when_imported()` (called by the stack collection at load time)
-costs nothing until `tasks.secrets.api` is imported by a task.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.abc
-import importlib.util
 import socket
 import struct
-import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import DockerError
 from .engine import PROJECT_LABEL, SERVICE_LABEL, EngineAPI
 
+if TYPE_CHECKING:
+    from ..secrets.api import Rekeying
+
 POSTGRES_SERVICE = "postgres"
+POSTGRES_VOLUME = "postgres-data"  # the schema's volume name (label org.mmstack.volume)
 
 
-def _api_module_name() -> str:
-    return __name__.rsplit(".", 2)[0] + ".secrets.api"
+def rekeying() -> "Rekeying":
+    """What rotate-secrets gets from the lifecycle: the PostgreSQL hook and the running probe."""
+    from ..secrets.api import Rekeying
 
-
-def install(api: Any | None = None) -> None:
-    if api is None:
-        api = importlib.import_module(_api_module_name())
-    api.REKEY_HOOKS.setdefault("postgres_password", postgres_password_hook)
-    if getattr(api, "RUNNING_PROBE", None) is None:
-        api.RUNNING_PROBE = running_services
-
-
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Calls `install` right after ``tasks.secrets.api`` has been executed."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != self.target:
-            return None
-        sys.meta_path.remove(self)
-        try:
-            spec = importlib.util.find_spec(fullname)
-        finally:
-            sys.meta_path.insert(0, self)
-        if spec is None or spec.loader is None:
-            return None
-        loader = spec.loader
-        original = loader.exec_module  # type: ignore[union-attr]
-
-        def exec_module(module: Any) -> None:
-            original(module)
-            install(module)
-
-        loader.exec_module = exec_module  # type: ignore[method-assign,union-attr]
-        return spec
-
-
-def install_when_imported() -> None:
-    target = _api_module_name()
-    if target in sys.modules:
-        install(sys.modules[target])
-        return
-    if not any(isinstance(f, _AfterImport) and f.target == target for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImport(target))
+    return Rekeying(hooks={"postgres_password": postgres_password_hook}, running=running_services)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,6 +71,16 @@ def postgres_password_hook(req: Any) -> None:
     except DockerError:
         return  # no engine: nothing can be running
     if not containers:
+        # A stopped database keeps its old password in its data volume, and the postgres image
+        # applies POSTGRES_PASSWORD only when it creates a new cluster: storing a new value now
+        # would lock every service out at the next start. Refuse; nothing is changed.
+        data = api.volumes({PROJECT_LABEL: stack.project, "org.mmstack.volume": POSTGRES_VOLUME})
+        if data:
+            raise DockerError(
+                f"the PostgreSQL data volume {data[0]['Name']!r} exists but postgres is not running, "
+                "so its password cannot be changed in step with the store",
+                fix=f"start the stack (`inv start --env {req.env}`) and rotate again, "
+                    "or `inv wipe` first if the data is not needed")
         return
     from ..secrets.api import load_environment_secrets
 

@@ -85,6 +85,12 @@ def test_data_survives_stop_and_start(live_stack: LiveStack) -> None:
     assert all(c.status == "exited" for c in live_stack.containers().values())
     code, status = live_stack.inv_json("status")
     assert code != 0  # stopped services are not healthy
+    # A stopped database cannot be re-keyed: rotation refuses and changes nothing.
+    before = live_stack.env_value("postgres.env", "POSTGRES_PASSWORD")
+    proc = live_stack.inv("rotate-secrets", "--service", "postgres", "--env", "development")
+    assert proc.returncode != 0
+    assert "postgres is not running" in proc.stderr and "nothing was rotated" in proc.stderr
+    assert live_stack.env_value("postgres.env", "POSTGRES_PASSWORD") == before
     live_stack.inv_ok("start-dev")
     code, out = live_stack.psql("SELECT body FROM notes")
     assert code == 0 and out == "kept", out

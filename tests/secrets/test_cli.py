@@ -63,8 +63,9 @@ def test_secrets_tasks_end_to_end_never_print_a_value(stack: Path, tmp_path: Pat
     assert doc["recap"]["changed"] == 0 and doc["recap"]["ok"] > 0
 
     proc = step("--debug", "rotate-secrets", "--service", "postgres", "--env", "production", "--diff")
-    assert "production: restart if running: postgres, litellm" in proc.stdout
-    assert "ALTER ROLE" in proc.stderr
+    # Whether the consumers run is asked of the Docker engine; with none reachable it is unknown.
+    assert ("production: restart if running: postgres, litellm" in proc.stdout
+            or "production: no running service of this environment uses them" in proc.stdout)
     seen |= stored(stack)
     env_dir = stack / "env" / "production"
     assert env_dir.is_dir() and stat.S_IMODE(env_dir.stat().st_mode) == 0o700
@@ -75,7 +76,11 @@ def test_secrets_tasks_end_to_end_never_print_a_value(stack: Path, tmp_path: Pat
     proc = step("rotate-secrets", "--name", "redis_password", "--name", "qdrant_api_key", "--json")
     doc = json.loads(proc.stdout)
     assert set(doc["rotation"]["rotated"]["staging"]) == {"redis_password", "qdrant_api_key"}
-    assert "redis" in doc["rotation"]["restart"]["staging"]
+    # Nothing of this stack runs: no restart needed (or, with no engine to ask, every consumer).
+    restart = doc["rotation"]["restart"]["staging"]
+    assert restart == [] or "redis" in restart
+    assert any(r["item"] == "secrets/staging/redis_password" and "used by redis" in r["message"]
+               for r in doc["results"])
     seen |= stored(stack)
 
     key_file = tmp_path / "keys" / "mmstack.key"

@@ -256,12 +256,11 @@ def test_failed_rekey_hook_changes_nothing(stack_dir: Path, monkeypatch: pytest.
     def failing_hook(req: api.RekeyRequest) -> None:
         raise RuntimeError(f"psql failed for {req.new}")  # a careless hook puts the value in its error
 
-    monkeypatch.setitem(api.REKEY_HOOKS, "postgres_user", ok_hook)
-    monkeypatch.setitem(api.REKEY_HOOKS, "postgres_password", failing_hook)
+    hooks = api.Rekeying(hooks={"postgres_user": ok_hook, "postgres_password": failing_hook})
     cap = make_run(stack_dir)
     with pytest.raises(SecretsError) as info:
         api.rotate_secrets_step(cap.run, stack_of(stack_dir), service="postgres", env="production",
-                                include_users=True)
+                                include_users=True, rekeying=hooks)
     text = str(info.value)
     assert "re-keying postgres_password" in text and "nothing was rotated" in text
     assert "RuntimeError" in text and "psql failed" not in text
@@ -280,9 +279,8 @@ def test_successful_rekey_hook_runs_before_the_store_changes(stack_dir: Path,
         seen.append(store_of(stack_dir).load(req.env)[req.name] == req.old)
         assert req.old != req.new and req.old not in repr(req) and req.new not in repr(req)
 
-    monkeypatch.setitem(api.REKEY_HOOKS, "postgres_password", hook)
     result = api.rotate_secrets_step(make_run(stack_dir).run, stack_of(stack_dir), service="postgres",
-                                     env="production")
+                                     env="production", rekeying=api.Rekeying(hooks={"postgres_password": hook}))
     assert seen == [True]
     assert "postgres_password" not in result.rekey  # the hook re-keyed it
     assert all_values(stack_dir)["production"]["postgres_password"] != before["production"]["postgres_password"]
@@ -290,9 +288,10 @@ def test_successful_rekey_hook_runs_before_the_store_changes(stack_dir: Path,
 
 def test_running_probe_narrows_the_restart_list(stack_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     setup(stack_dir)
-    monkeypatch.setattr(api, "RUNNING_PROBE", lambda run, stack, env: {"redis", "litellm"})
+    probe = api.Rekeying(running=lambda run, stack, env: {"redis", "litellm"})
     cap = make_run(stack_dir)
-    result = api.rotate_secrets_step(cap.run, stack_of(stack_dir), env="production", names=["redis_password"])
+    result = api.rotate_secrets_step(cap.run, stack_of(stack_dir), env="production", names=["redis_password"],
+                                     rekeying=probe)
     assert result.restart == {"production": ["redis"]}
     assert "production: restart: redis" in cap.text
 
