@@ -132,10 +132,7 @@ class Reporter:
 
     # -- recap ------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in Status}
-        for r in self.results:
-            counts[r.status.value] += 1
-        return counts
+        return count_statuses(self.results)
 
     @property
     def failed_any(self) -> bool:
@@ -164,6 +161,14 @@ class Reporter:
             self.out.flush()
         else:
             self._write(self.recap_line())
+
+
+def count_statuses(results: list[Result]) -> dict[str, int]:
+    """How many results have each status (every status present, zeros included)."""
+    counts = {s.value: 0 for s in Status}
+    for r in results:
+        counts[r.status.value] += 1
+    return counts
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -34,7 +34,7 @@ from typing import Any
 from cerberus import Validator
 
 from ..engine.errors import ConfigError, MmstackError, MultiError
-from ..schema.yamlsrc import KeyPath, YamlSource, format_path, load_yaml
+from ..schema.yamlsrc import KeyPath, YamlSource, cerberus_error_paths, format_path, load_yaml
 
 SAMPLE_NAME = "sample.yml"
 DEFAULT_FORKS = 5
@@ -257,7 +257,7 @@ def validate_source(src: YamlSource) -> list[MmstackError]:
         _VALIDATOR = Validator(INVENTORY_RULES, allow_unknown=False)
     if _VALIDATOR.validate(src.data, normalize=False):
         return []
-    return [_error(src, path, msg) for path, msg in _flatten(_VALIDATOR.errors, ())]
+    return [_error(src, path, msg) for path, msg in cerberus_error_paths(_VALIDATOR.errors)]
 
 
 def _error(src: YamlSource, path: KeyPath, message: str) -> ConfigError:
@@ -275,17 +275,6 @@ def _error(src: YamlSource, path: KeyPath, message: str) -> ConfigError:
         fix = "see the format documented in inventory/sample.yml"
     return ConfigError(message, file=src.file, line=src.line_of(path),
                        key_path=format_path(path) or None, fix=fix)
-
-
-def _flatten(tree: Any, path: KeyPath) -> list[tuple[KeyPath, str]]:
-    found: list[tuple[KeyPath, str]] = []
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            found += _flatten(value, path + (key,))
-    elif isinstance(tree, list):
-        for item in tree:
-            found += [(path, item)] if isinstance(item, str) else _flatten(item, path)
-    return found
 
 
 def build_inventory(sources: Iterable[YamlSource]) -> Inventory:

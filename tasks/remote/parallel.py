@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.report import Reporter, Result, Status
+from ..engine.report import count_statuses, Reporter, Result, Status
 from .hosts import classify, connected, describe_failure
 from .inventory import Host
 
@@ -81,10 +81,7 @@ class HostOutcome:
     started: float = 0.0
 
     def counts(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in Status}
-        for r in self.results:
-            counts[r.status.value] += 1
-        return counts
+        return count_statuses(self.results)
 
     @property
     def status(self) -> Status:

@@ -33,8 +33,9 @@ from typing import Any, TextIO
 
 from ..engine.errors import RemoteError
 from ..engine.files import DesiredFile
-from ..engine.report import Result, Status
+from ..engine.report import Result
 from ..stack.compose import ComposeRunner
+from ..stack.outcomes import check_outcomes, up_outcomes
 from ..stack.engine import PROJECT_LABEL, SERVICE_LABEL
 from ..stack.state import RECORD_FILE, StartRecord
 from ..stack.wipe import Outcome, Resource, WipePlan
@@ -168,61 +169,6 @@ def by_service(ps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for entry in ps:
         out.setdefault(str(entry.get("Service", "")), entry)
-    return out
-
-
-def container_id(entry: dict[str, Any] | None) -> str:
-    return str((entry or {}).get("ID") or (entry or {}).get("Id") or "")
-
-
-def up_outcomes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]],
-                services: Sequence[str], failing: dict[str, Any] | None = None
-                ) -> list[tuple[str, Status, str]]:
-    """Pure: the local lifecycle's rule, one ``(service, status, message)`` per service.
-
-    ``changed`` only for a container that was created, recreated (a new ID) or started;
-    ``failed`` for one that is failing (``failing``: service -> status row) or absent.
-    """
-    failing = failing or {}
-    out: list[tuple[str, Status, str]] = []
-    for svc in services:
-        old, new = before.get(svc), after.get(svc)
-        if svc in failing:
-            out.append((svc, Status.FAILED, failing[svc].summary))
-        elif new is None:
-            out.append((svc, Status.FAILED, "no container after `up`"))
-        elif old is None:
-            out.append((svc, Status.CHANGED, "created"))
-        elif container_id(old) != container_id(new):
-            out.append((svc, Status.CHANGED, "recreated (configuration changed)"))
-        elif str(old.get("State")) != "running" and str(new.get("State")) == "running":
-            out.append((svc, Status.CHANGED, "started"))
-        else:
-            state = str(new.get("State", ""))
-            out.append((svc, Status.OK, "running, up to date" if state == "running" else state))
-    for svc in sorted(set(before) - set(after)):
-        out.append((svc, Status.CHANGED, "removed (orphan of the project)"))
-    return out
-
-
-def check_outcomes(actions: dict[str, set[str]], before: dict[str, dict[str, Any]],
-                   services: Sequence[str]) -> list[tuple[str, Status, str]]:
-    """Pure: what a dry run says ``up`` would do, in the local check mode's words."""
-    out: list[tuple[str, Status, str]] = []
-    for svc in services:
-        act = actions.get(svc, set())
-        c = before.get(svc)
-        if c is None:
-            out.append((svc, Status.CHANGED, "would be created"))
-        elif act & {"Recreate", "Recreated"}:
-            out.append((svc, Status.CHANGED, "would be recreated (configuration changed)"))
-        elif act & {"Starting", "Start", "Started"}:
-            out.append((svc, Status.CHANGED, f"would be started (now {c.get('State')})"))
-        else:
-            out.append((svc, Status.OK, "running, up to date"))
-    for svc in sorted(set(before) - set(services)):
-        if actions.get(svc, set()) & {"Removing", "Remove", "Removed"}:
-            out.append((svc, Status.CHANGED, "would be removed (orphan of the project)"))
     return out
 
 

@@ -17,7 +17,7 @@ from ..engine.cache import ContentCache, code_fingerprint, fingerprint
 from ..engine.errors import MmstackError, MultiError, SchemaError
 from . import rules
 from .merge import MergeError, merge, resolve_operators
-from .yamlsrc import KeyPath, YamlSource, load_yaml
+from .yamlsrc import KeyPath, YamlSource, cerberus_error_paths, load_yaml
 
 SCHEMA_PATH = Path("schemas/compose-schema.yaml")
 SETTINGS_PATH = Path("mmstack.yaml")
@@ -289,23 +289,9 @@ def cerberus_errors(source: YamlSource, schema: dict[str, Any]) -> list[MmstackE
     if validator.validate(source.data, normalize=False):
         return []
     out: list[MmstackError] = []
-    for path, message in _flatten(validator.errors, ()):
+    for path, message in cerberus_error_paths(validator.errors):
         out.append(source.error(path, _explain(message), fix=_fix_for(message, path)))
     return out
-
-
-def _flatten(tree: Any, path: KeyPath) -> list[tuple[KeyPath, str]]:
-    found: list[tuple[KeyPath, str]] = []
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            found += _flatten(value, path + (key,))
-    elif isinstance(tree, list):
-        for item in tree:
-            if isinstance(item, str):
-                found.append((path, item))
-            else:
-                found += _flatten(item, path)
-    return found
 
 
 def _explain(message: str) -> str:
@@ -485,7 +471,7 @@ def _resolved_shape_errors(src: YamlSource, svc: str, spec: dict[str, Any]) -> l
     if validator.validate(check, normalize=False):
         return []
     return [src.error(("services", svc) + path, msg, fix=_fix_for(msg, path))
-            for path, msg in _flatten(validator.errors, ())]
+            for path, msg in cerberus_error_paths(validator.errors)]
 
 
 def _cycle_errors(src: YamlSource, services: dict[str, Any]) -> list[MmstackError]:

@@ -113,3 +113,15 @@ def _walk(loader: Any, node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]
         for index, item in enumerate(node.value):
             lines[path + (index,)] = item.start_mark.line + 1
             _walk(loader, item, path + (index,), lines, name)
+
+
+def cerberus_error_paths(tree: Any, path: KeyPath = ()) -> list[tuple[KeyPath, str]]:
+    """Cerberus's nested ``errors`` as ``(key path, message)`` pairs, in document order."""
+    found: list[tuple[KeyPath, str]] = []
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            found += cerberus_error_paths(value, path + (key,))
+    elif isinstance(tree, list):
+        for item in tree:
+            found += [(path, item)] if isinstance(item, str) else cerberus_error_paths(item, path)
+    return found

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import ConfigError, DockerError, MmstackError
+from ..engine.report import Result
 from ..engine.run import Run, config_value
 from .compose import ComposeRunner
-from .engine import HASH_LABEL, SERVICE_LABEL, EngineAPI
+from .engine import SERVICE_LABEL, EngineAPI
+from .outcomes import check_outcomes, up_outcomes
 from .state import StartRecord, load_record, record_path, require_record, save_record
 
 LOG_TAIL = 20
@@ -203,21 +205,8 @@ def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = 
         # match the label it puts on containers, so hashes are not compared here).
         proc = runner.run_global(["--dry-run"], "up", "-d", "--remove-orphans")
         actions = dry_run_actions(proc.stdout + proc.stderr, stack.project, before)
-        for svc in services:
-            act = actions.get(svc, set())
-            c = before.get(svc)
-            if c is None:
-                rep.changed(svc, "would be created")
-            elif act & {"Recreate", "Recreated"}:
-                rep.changed(svc, "would be recreated (configuration changed)")
-            elif act & {"Starting", "Start", "Started"}:
-                rep.changed(svc, f"would be started (now {c.get('State')})")
-            else:
-                rep.ok(svc, "running, up to date")
-        for svc in sorted(set(before) - set(services)):
-            act = actions.get(svc, set())
-            rep.changed(svc, "would be removed (orphan of the project)") if act & {"Removing", "Remove", "Removed"} \
-                else rep.ok(svc, "left alone (not part of this environment)")
+        for svc, status, message in check_outcomes(actions, before, services):
+            rep.add(Result(svc, status, message))
         return
 
     if previous != record:
@@ -228,25 +217,11 @@ def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = 
     failed_rows: dict[str, Any] = {}
     if proc.returncode != 0:
         failed_rows = _failing(run, stack, runner, api, services)
-    for svc in services:
-        old, new = before.get(svc), after.get(svc)
-        if svc in failed_rows:
-            row = failed_rows[svc]
-            rep.failed(svc, row.summary, data={"log_tail": row.log_tail})
-            for line in row.log_tail:
-                rep.info(f"    {svc} | {line}")
-        elif new is None:
-            rep.failed(svc, "no container after `up`")
-        elif old is None:
-            rep.changed(svc, "created")
-        elif old.get("Id") != new.get("Id"):
-            rep.changed(svc, "recreated (configuration changed)")
-        elif old.get("State") != "running" and new.get("State") == "running":
-            rep.changed(svc, "started")
-        else:
-            rep.ok(svc, "running, up to date" if new.get("State") == "running" else new.get("State", ""))
-    for svc in sorted(set(before) - set(after)):
-        rep.changed(svc, "removed (orphan of the project)")
+    for svc, status, message in up_outcomes(before, after, services, failed_rows):
+        row = failed_rows.get(svc)
+        rep.add(Result(svc, status, message, data={"log_tail": row.log_tail} if row else None))
+        for line in row.log_tail if row else ():
+            rep.info(f"    {svc} | {line}")
     if proc.returncode != 0 and not failed_rows:
         text = (proc.stderr or proc.stdout or "").strip().splitlines()[-6:]
         rep.failed(f"start {env}", f"`docker compose up` exited {proc.returncode}"

@@ -26,12 +26,9 @@ class StartRecord:
     compose: tuple[str, ...] = field(default=())  # the Compose argv that was found to work
 
     def compose_args(self) -> list[str]:
-        out: list[str] = []
-        for f in self.files:
-            out += ["-f", f]
-        for p in self.profiles:
-            out += ["--profile", p]
-        return out
+        from ..schema.filesets import FileSet
+
+        return FileSet(tuple(self.files), tuple(self.profiles)).args()
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -15,7 +15,6 @@ import pytest
 
 from tasks.engine.files import MASK, DesiredFile
 from tasks.engine.report import Reporter, Status
-from tasks.remote.hosts import connected
 from tasks.remote.inventory import Host, Inventory, load_inventory
 from tasks.remote.parallel import run_connected, run_on_hosts
 from tasks.remote.sync import sync_job
