@@ -17,7 +17,7 @@ from ..engine.errors import ConfigError, DockerError, MmstackError
 from ..engine.report import Result
 from ..engine.run import Run, config_value
 from .compose import ComposeRunner
-from .engine import SERVICE_LABEL, EngineAPI
+from .engine import PROJECT_LABEL, SERVICE_LABEL, EngineAPI
 from .outcomes import check_outcomes, up_outcomes
 from .state import StartRecord, load_record, record_path, require_record, save_record
 
@@ -153,6 +153,12 @@ def preflight_step(run: Run, stack: Any, env: str, record: StartRecord, api: Eng
         wanted += env_file_refs(stack, env, svc, specs[svc])
     facts.missing_files = [f for f in dict.fromkeys(wanted) if not (run.stack / f).is_file()]
     facts.secrets_present = SecretStore.open(run.state_dir).exists(env)
+    if not facts.engine_error and previous is not None and previous.env != env:
+        facts.previous_env = previous.env
+        wanted_volumes = {m["source"] for svc in model.services for m in specs[svc].get("volumes") or []}
+        existing = api.volumes({PROJECT_LABEL: stack.project})
+        facts.reused_volumes = sorted(v["Name"] for v in existing
+                                      if (v.get("Labels") or {}).get("org.mmstack.volume") in wanted_volumes)
     if not facts.engine_error:
         facts.ports = port_needs(stack, env)
         facts.port_holders = gather_ports(facts.ports, running, stack.project)

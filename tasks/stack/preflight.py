@@ -40,6 +40,10 @@ class Facts:
     secrets_present: bool = True
     ports: list[PortNeed] = field(default_factory=list)
     port_holders: dict[PortNeed, str | None] = field(default_factory=dict)  # None: free (or ours)
+    # Data volumes this start would reuse although the last start was for another environment
+    # (each environment has its own secrets, and a database keeps the password it was made with).
+    previous_env: str | None = None
+    reused_volumes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,13 @@ def evaluate(f: Facts) -> list[Finding]:
                                f"engine has no nvidia runtime (runtimes: {', '.join(sorted(f.runtimes)) or 'none'})",
                                "install the NVIDIA Container Toolkit and run "
                                "`sudo nvidia-ctk runtime configure --runtime=docker`, then restart docker"))
+    if f.previous_env and f.previous_env != f.env and f.reused_volumes:
+        out.append(Finding(
+            "data", False,
+            f"volumes {', '.join(f.reused_volumes)} were made by environment {f.previous_env!r}; "
+            f"{f.env!r} has other secrets, so its services could not log in to that data",
+            f"`inv wipe` (after `inv backup`) to start {f.env!r} fresh, or give it its own "
+            f"project: `project: <name>` in mmstack.yaml"))
     busy = [(need, holder) for need, holder in f.port_holders.items() if holder]
     for need, holder in busy:
         out.append(Finding(f"port {need.label}", False,

@@ -38,6 +38,18 @@ def test_preflight_names_each_problem_with_a_fix() -> None:
     assert "nvidia" in bad["gpu"].message and "pid 1" in bad["port 127.0.0.1:5432/tcp"].message
 
 
+def test_preflight_refuses_data_made_by_another_environment() -> None:
+    facts = Facts(env="production", previous_env="development", reused_volumes=["mms_postgres-data"])
+    bad = {f.item: f for f in evaluate(facts) if not f.ok}
+    assert set(bad) == {"data"}
+    assert "'development'" in bad["data"].message and "mms_postgres-data" in bad["data"].message
+    assert "inv wipe" in (bad["data"].fix or "")
+    # Same environment, or nothing reused (the monitoring stack after development): fine.
+    for ok in (Facts(env="development", previous_env="development", reused_volumes=["v"]),
+               Facts(env="elk", previous_env="development", reused_volumes=[])):
+        assert all(f.ok for f in evaluate(ok))
+
+
 def test_port_holder_is_named_and_own_service_is_fine() -> None:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
