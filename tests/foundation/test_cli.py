@@ -124,3 +124,28 @@ def test_console_command_runs_against_a_stack_directory_outside_the_repo(tmp_pat
     assert "generate-compose" in proc.stdout
     proc = subprocess.run([exe, "--print-completion-script", "bash"], capture_output=True, text=True, env=env)
     assert "mmstack" in proc.stdout
+
+
+def test_init_makes_an_empty_directory_a_stack_and_keeps_user_edits(tmp_path: Path) -> None:
+    exe = shutil.which("mmstack", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("the package is not installed in this interpreter (pip install -e .)")
+    stack = tmp_path / "new-stack"
+    stack.mkdir()
+    env = {**os.environ, "MMSTACK_DIR": str(stack)}
+
+    def mmstack(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([exe, *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+
+    first = mmstack("init")
+    assert first.returncode == 0, first.stderr
+    assert (stack / "schemas" / "compose-schema.yaml").read_bytes() == (REPO / "schemas" / "compose-schema.yaml").read_bytes()
+    assert len(list((stack / "env-templates").glob("*.env.j2"))) == len(list((REPO / "env-templates").glob("*.env.j2")))
+    assert (stack / "inventory" / "sample.yml").exists() and ".mmstack/" in (stack / ".gitignore").read_text()
+    assert "changed=0" in mmstack("init").stdout
+    schema = stack / "schemas" / "compose-schema.yaml"
+    schema.write_text(schema.read_text().replace("project: mmstack", "project: mine"))
+    kept = mmstack("init")
+    assert "kept: differs from the shipped version" in kept.stdout and "project: mine" in schema.read_text()
+    assert mmstack("setup").returncode == 0
+    assert "\nname: mine\n" in (stack / "compose.yml").read_text()
