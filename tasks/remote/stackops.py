@@ -35,7 +35,7 @@ from ..engine.errors import RemoteError
 from ..engine.files import DesiredFile
 from ..engine.report import Result
 from ..stack.compose import ComposeRunner
-from ..stack.outcomes import check_outcomes, up_outcomes
+from ..stack.outcomes import check_outcomes, not_ready, up_outcomes
 from ..stack.engine import PROJECT_LABEL, SERVICE_LABEL
 from ..stack.state import RECORD_FILE, StartRecord
 from ..stack.wipe import Outcome, Resource, WipePlan
@@ -241,7 +241,7 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
     proc = runner.up(wait=True, timeout=timeout, stream=False)
     after = by_service(runner.ps())
     failing: dict[str, Any] = {}
-    if proc.returncode != 0:
+    if proc.returncode != 0 or not_ready(after, services):
         failing = failing_rows(c, runner, services, schemes(stack.resolved_services(environment)), mask)
     for svc, status, message in up_outcomes(before, after, services, failing):
         data = {"log_tail": failing[svc].log_tail} if svc in failing else None

@@ -18,7 +18,7 @@ from ..engine.report import Result
 from ..engine.run import Run, config_value
 from .compose import ComposeRunner
 from .engine import PROJECT_LABEL, SERVICE_LABEL, EngineAPI
-from .outcomes import check_outcomes, up_outcomes
+from .outcomes import check_outcomes, not_ready, up_outcomes
 from .state import StartRecord, load_record, record_path, require_record, save_record
 
 LOG_TAIL = 20
@@ -221,7 +221,7 @@ def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = 
     proc = runner.up(wait=wait, timeout=timeout, stream=stream)
     after = by_service(api.project_containers(stack.project))
     failed_rows: dict[str, Any] = {}
-    if proc.returncode != 0:
+    if proc.returncode != 0 or (wait and not_ready(after, services)):
         failed_rows = _failing(run, stack, runner, api, services)
     for svc, status, message in up_outcomes(before, after, services, failed_rows):
         row = failed_rows.get(svc)
@@ -361,7 +361,9 @@ def restart_step(run: Run, services: list[str], timeout: int) -> None:
         runner.run("restart", *plain, stream=stream)
         proc = runner.run("up", "-d", "--no-deps", "--wait", "--wait-timeout", str(timeout), *plain,
                           stream=stream, check=False)
-    failing = _failing(run, stack, runner, api, targets) if proc.returncode != 0 else {}
+    after = by_service(api.project_containers(record.project))
+    stuck = proc.returncode != 0 or not_ready(after, targets)
+    failing = _failing(run, stack, runner, api, targets) if stuck else {}
     for svc in targets:
         if svc in failing:
             rep.failed(svc, failing[svc].summary, data={"log_tail": failing[svc].log_tail})

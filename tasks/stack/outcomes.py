@@ -69,3 +69,24 @@ def check_outcomes(actions: dict[str, set[str]], before: dict[str, dict[str, Any
         else:
             out.append((svc, Status.OK, "left alone (not part of this environment)"))
     return out
+
+
+def not_ready(entries: dict[str, dict[str, Any]], services: Sequence[str]) -> list[str]:
+    """Pure: the services that are not running, or whose healthcheck has not passed.
+
+    Takes engine container entries (``State`` plus a ``Status`` like ``Up 5s (health: starting)``)
+    or `compose ps` entries (``State`` plus ``Health``). Needed because some Compose builds print
+    "application not healthy after Ns" yet exit 0 from ``up --wait``: the exit code alone would
+    call a stuck start a success.
+    """
+    out = []
+    for svc in services:
+        entry = entries.get(svc)
+        if entry is None or str(entry.get("State", "")).lower() != "running":
+            out.append(svc)
+            continue
+        health = str(entry.get("Health") or "").lower()
+        status = str(entry.get("Status") or "").lower()
+        if health in ("starting", "unhealthy") or "(health: starting)" in status or "(unhealthy)" in status:
+            out.append(svc)
+    return out

@@ -97,3 +97,17 @@ def test_inv_list_does_not_import_docker() -> None:
             "print('docker' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_not_ready_reads_engine_and_compose_entries() -> None:
+    from tasks.stack.outcomes import not_ready
+
+    engine = {"a": {"State": "running", "Status": "Up 3 seconds (healthy)"},
+              "b": {"State": "running", "Status": "Up 3 seconds (health: starting)"},
+              "c": {"State": "running", "Status": "Up 9 seconds (unhealthy)"},
+              "d": {"State": "exited", "Status": "Exited (1) 2 seconds ago"},
+              "e": {"State": "running", "Status": "Up 3 seconds"}}
+    assert not_ready(engine, ["a", "b", "c", "d", "e", "f"]) == ["b", "c", "d", "f"]
+    compose = {"a": {"State": "running", "Health": "healthy"}, "b": {"State": "running", "Health": "starting"},
+               "c": {"State": "running", "Health": ""}}
+    assert not_ready(compose, ["a", "b", "c"]) == ["b"]
