@@ -68,32 +68,35 @@ class EngineAPI:
                               fix="use a unix:// or tcp:// DOCKER_HOST without TLS")
         self._conn: http.client.HTTPConnection | None = None
 
-    def get(self, path: str) -> Any:
+    def _request(self, path: str) -> tuple[int, bytes]:
+        """GET ``path`` on the kept-alive connection, reconnecting once if the engine closed it."""
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = self._factory()
             try:
                 self._conn.request("GET", path, headers={"Host": "docker"})
                 resp = self._conn.getresponse()
-                body = resp.read()
+                return resp.status, resp.read()
             except (ConnectionError, http.client.HTTPException) as exc:
                 self._conn.close()
                 self._conn = None
                 if attempt == 2 or isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
                     raise unreachable(str(exc) or type(exc).__name__) from None
-                continue
             except OSError as exc:
                 self._conn.close()
                 self._conn = None
                 raise unreachable(exc.strerror or str(exc)) from None
-            if resp.status >= 400:
-                try:
-                    message = json.loads(body).get("message", "")
-                except ValueError:
-                    message = body.decode("utf-8", "replace")[:200]
-                raise DockerError(f"Docker engine error {resp.status} on {path.split('?')[0]}: {message}")
-            return json.loads(body) if body else None
         raise AssertionError("unreachable")
+
+    def get(self, path: str) -> Any:
+        status, body = self._request(path)
+        if status >= 400:
+            try:
+                message = json.loads(body).get("message", "")
+            except ValueError:
+                message = body.decode("utf-8", "replace")[:200]
+            raise DockerError(f"Docker engine error {status} on {path.split('?')[0]}: {message}")
+        return json.loads(body) if body else None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -123,23 +126,8 @@ class EngineAPI:
 
     def logs(self, container_id: str, tail: int = 20) -> str:
         """The last ``tail`` lines of a container's stdout and stderr (non-tty containers)."""
-        path = f"/containers/{quote(container_id)}/logs?stdout=1&stderr=1&tail={int(tail)}"
-        for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = self._factory()
-            try:
-                self._conn.request("GET", path, headers={"Host": "docker"})
-                resp = self._conn.getresponse()
-                body = resp.read()
-                break
-            except (OSError, http.client.HTTPException) as exc:
-                self._conn.close()
-                self._conn = None
-                if attempt == 2:
-                    raise unreachable(str(exc)) from None
-        if resp.status >= 400:
-            return ""
-        return demux(body).decode("utf-8", "replace")
+        status, body = self._request(f"/containers/{quote(container_id)}/logs?stdout=1&stderr=1&tail={int(tail)}")
+        return "" if status >= 400 else demux(body).decode("utf-8", "replace")
 
     def inspect(self, container_id: str) -> dict[str, Any]:
         return self.get(f"/containers/{quote(container_id)}/json")

@@ -124,23 +124,20 @@ def apply_wipe(client: Any, plan: WipePlan, stop_timeout: int = 2,
             for o in pool.map(remove_container, plan.containers):
                 emit(o)
 
-    for r in plan.networks:
+    def remove(r: Resource, call: Any) -> Outcome:
         try:
-            client.api.remove_network(r.id)
-            emit(Outcome(r, "removed"))
+            call()
+            return Outcome(r, "removed")
         except NotFound:
-            emit(Outcome(r, "gone", "already removed"))
+            return Outcome(r, "gone", "already removed")
         except APIError as exc:
-            emit(Outcome(r, "failed", _explain(exc)))
+            return Outcome(r, "failed", _explain(exc))
 
+    # Networks before volumes, both after every container that could hold them is gone.
+    for r in plan.networks:
+        emit(remove(r, lambda r=r: client.api.remove_network(r.id)))
     for r in plan.volumes:
-        try:
-            client.api.remove_volume(r.name)
-            emit(Outcome(r, "removed"))
-        except NotFound:
-            emit(Outcome(r, "gone", "already removed"))
-        except APIError as exc:
-            emit(Outcome(r, "failed", _explain(exc)))
+        emit(remove(r, lambda r=r: client.api.remove_volume(r.name)))
     return outcomes
 
 
