@@ -38,7 +38,7 @@ from ..stack.compose import ComposeRunner
 from ..stack.outcomes import check_outcomes, not_ready, up_outcomes
 from ..stack.engine import PROJECT_LABEL, SERVICE_LABEL
 from ..stack.state import RECORD_FILE, StartRecord
-from ..stack.wipe import Outcome, Resource, WipePlan
+from ..stack.wipe import Outcome, Resource, WipePlan, report_outcome
 from .sync import shell_path
 
 STATE_DIR = ".mmstack"
@@ -452,12 +452,8 @@ def wipe_apply(c: Any, hr: Any, gathered: HostWipe, stop_timeout: int = 2) -> li
         result = c.run(wipe_remove_command(gathered.plan, stop_timeout), hide=True, warn=True,
                        in_stream=False)
         for o in parse_wipe_outcomes(gathered.plan, result.stdout):
-            if o.status == "removed":
-                hr.changed(o.resource.label, "removed")
-            elif o.status == "gone":
-                hr.ok(o.resource.label, o.message)
-            else:
-                hr.failed(o.resource.label, o.message)
+            report_outcome(hr, o)
+            if o.status not in ("removed", "gone"):
                 failed.append(o.resource.label)
     for path in gathered.files:
         result = c.run(f"rm -rf -- {shell_path(path)}", hide=True, warn=True, in_stream=False)

@@ -453,7 +453,7 @@ def _backup(run: Run, client: Any, project: str) -> Path | None:
 def wipe_step(run: Run, yes: bool, all_files: bool, backup: bool, confirmed: bool = False) -> bool:
     """Returns False when the wipe failed for some resource."""
     from .engine import sdk_client
-    from .wipe import apply_wipe, plan_wipe
+    from .wipe import apply_wipe, plan_wipe, report_outcome
 
     rep = run.reporter
     stack = load_stack_cached(run)
@@ -485,16 +485,9 @@ def wipe_step(run: Run, yes: bool, all_files: bool, backup: bool, confirmed: boo
         stop_containers(client, project, int(config_value(run.c, "stack.stop_timeout", 10)))
         _backup(run, client, project)
 
-    def report(o: Any) -> None:
-        if o.status == "removed":
-            rep.changed(o.resource.label, "removed")
-        elif o.status == "gone":
-            rep.ok(o.resource.label, o.message)
-        else:
-            rep.failed(o.resource.label, o.message)
-
     started = time.monotonic()
-    outcomes = apply_wipe(client, plan, int(config_value(run.c, "stack.wipe_stop_timeout", 2)), report)
+    outcomes = apply_wipe(client, plan, int(config_value(run.c, "stack.wipe_stop_timeout", 2)),
+                          lambda o: report_outcome(rep, o))
     for p in files:
         try:
             _remove_path(p)

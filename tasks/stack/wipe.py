@@ -87,6 +87,16 @@ class Outcome:
     message: str = ""
 
 
+def report_outcome(reporter: Any, o: Outcome) -> None:
+    """One result per resource: removed is a change, already gone is fine, anything else failed."""
+    if o.status == "removed":
+        reporter.changed(o.resource.label, "removed")
+    elif o.status == "gone":
+        reporter.ok(o.resource.label, o.message)
+    else:
+        reporter.failed(o.resource.label, o.message)
+
+
 def apply_wipe(client: Any, plan: WipePlan, stop_timeout: int = 2,
                report: Callable[[Outcome], None] | None = None, workers: int = 8) -> list[Outcome]:
     """Stop and remove containers (in parallel), then networks, then volumes.
