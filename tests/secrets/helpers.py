@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from invoke import Config, Context
@@ -12,6 +11,7 @@ from invoke import Config, Context
 from tasks.engine.report import Reporter
 from tasks.engine.run import Run
 from tasks.schema.model import Stack, load_stack
+from tests.support.capture import Captured
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,17 +22,6 @@ def copy_stack(dest: Path) -> Path:
     for part in ("schemas", "env-templates"):
         shutil.copytree(REPO / part, dest / part)
     return dest
-
-
-@dataclass
-class Captured:
-    run: Run
-    out: io.StringIO
-    err: io.StringIO
-
-    @property
-    def text(self) -> str:
-        return self.out.getvalue() + self.err.getvalue()
 
 
 def make_run(stack_dir: Path, *, check: bool = False, diff: bool = False, json: bool = False,

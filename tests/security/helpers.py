@@ -7,13 +7,13 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from invoke import Config, Context
 
 from tasks.engine.report import Reporter
 from tasks.engine.run import Run
+from tests.support.capture import Captured
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
@@ -67,17 +67,6 @@ def git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def hints(root: Path) -> dict[Path, str]:
     return {root / rel: env for rel, env in EXPECTED["hints"].items()}
-
-
-@dataclass
-class Captured:
-    run: Run
-    out: io.StringIO
-    err: io.StringIO
-
-    @property
-    def text(self) -> str:
-        return self.out.getvalue() + self.err.getvalue()
 
 
 def make_run(stack_dir: Path, *, json: bool = False, fail_on: str | None = None) -> Captured:
