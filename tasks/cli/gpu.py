@@ -30,7 +30,7 @@ GPU_ENVIRONMENT = "gpu"
 PLAN_LABEL = ".mmstack/gpu-plan.json"
 # Config keys under mmstack.gpu that feed the planner (PlanOverrides field names).
 PLAN_KEYS = ("tensor_parallel", "pipeline_parallel", "memory_utilization", "max_model_len", "p2p",
-             "gpus", "model_weights_gib", "kv_bytes_per_token", "max_model_len_cap",
+             "gpus", "model_weights_gib", "kv_bytes_per_token", "max_model_len_cap", "attention_heads",
              "min_concurrent_seqs", "overhead_mib", "base_utilization", "display_utilization",
              "shared_utilization", "busy_fraction", "idle_used_mib", "headroom_mib")
 
@@ -87,6 +87,23 @@ def _overrides(c: Context, args: dict[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("gpus"), (list, tuple)):
         out["gpus"] = ",".join(str(g) for g in out["gpus"])
     return out
+
+
+def _model_inputs(run: Run, model: str | None) -> dict[str, Any]:
+    """The planner's model facts: ``--model`` (a key of the schema's models:), else the model
+    the gpu environment serves (config mmstack.gpu.* still overrides each number)."""
+    from ..schema.inference import planner_inputs
+    from ..schema.model import load_stack
+
+    stack = load_stack(run.stack)
+    if model:
+        if model not in stack.models:
+            raise ConfigError(f"unknown model {model!r}", key_path="models",
+                              fix=f"use one of: {', '.join(stack.models) or '(none declared)'}")
+        entry = {"key": model, **stack.models[model]}
+    else:
+        entry = stack.served_model(GPU_ENVIRONMENT) if GPU_ENVIRONMENT in stack.environment_names else None
+    return planner_inputs(entry) if entry else {}
 
 
 def _number(value: Any, kind: type, key: str) -> Any:
@@ -176,6 +193,7 @@ _CONFIGURE_HELP = {
     "max_model_len": "vLLM max model length (default: what the KV cache fits)",
     "p2p": "peer-to-peer: auto (NVLink only), on (force-on) or off (force-off)",
     "gpus": "pin vLLM to these GPUs: indices or UUIDs, comma-separated",
+    "model": "plan for this model (a key of the schema's models:; default: the gpu environment's)",
     "generate": "regenerate compose files and env files from the plan (default: yes)",
     "check": "change nothing; report what would change",
     "diff": "show a unified diff of every file that changes",
@@ -188,12 +206,13 @@ _CONFIGURE_HELP = {
 def configure_gpu(c: Context, facts: str | None = None, source: str | None = None,
                   tensor_parallel: str | None = None, pipeline_parallel: str | None = None,
                   memory_utilization: str | None = None, max_model_len: str | None = None,
-                  p2p: str | None = None, gpus: str | None = None, generate: bool = True,
-                  check: bool = False, diff: bool = False, json: bool = False) -> None:
+                  p2p: str | None = None, gpus: str | None = None, model: str | None = None,
+                  generate: bool = True, check: bool = False, diff: bool = False,
+                  json: bool = False) -> None:
     """Plan vLLM's GPUs (NVLink group, tensor parallel, memory, NCCL) and write it into the stack."""
     run = Run.start(c, check=check, diff=diff, json=json)
     gpu_facts = _read_facts(facts) if facts else _gather(c, source, None)
-    overrides = _overrides(c, locals())
+    overrides = {**_model_inputs(run, model), **_overrides(c, locals())}
     with run.locked():
         configure_step(run, gpu_facts, overrides, generate=generate)
     run.finish()
@@ -205,13 +224,13 @@ def configure_gpu(c: Context, facts: str | None = None, source: str | None = Non
 def start_gpu_auto(c: Context, facts: str | None = None, source: str | None = None,
                    tensor_parallel: str | None = None, pipeline_parallel: str | None = None,
                    memory_utilization: str | None = None, max_model_len: str | None = None,
-                   p2p: str | None = None, gpus: str | None = None,
+                   p2p: str | None = None, gpus: str | None = None, model: str | None = None,
                    check: bool = False, diff: bool = False, json: bool = False) -> None:
     """Detect GPUs, configure vLLM for them, regenerate the files, start the gpu environment."""
     run = Run.start(c, check=check, diff=diff, json=json)
     gpu_facts = _read_facts(facts) if facts else _gather(c, source, None)
     _report_facts(run, gpu_facts)
-    overrides = _overrides(c, locals())
+    overrides = {**_model_inputs(run, model), **_overrides(c, locals())}
     with run.locked():
         plan = configure_step(run, gpu_facts, overrides, generate=True)
     if run.reporter.failed_any:
@@ -222,7 +241,11 @@ def start_gpu_auto(c: Context, facts: str | None = None, source: str | None = No
         run.finish()
         return
     if plan.cpu_only:
-        run.reporter.info("no usable GPU: the gpu environment starts with no GPU reservation (CPU mode)")
+        run.finish()
+        raise ConfigError(f"no usable GPU here: the {GPU_ENVIRONMENT} environment serves vLLM, whose "
+                          "CUDA image cannot run without one, so nothing was started",
+                          key_path=f"environments.{GPU_ENVIRONMENT}",
+                          fix="run it on a GPU host, or `inv start-dev` here (it runs without vLLM)")
     run.finish()  # the recap of detect/configure; starting prints its own
     _start_environment(c, GPU_ENVIRONMENT)
 
@@ -246,10 +269,8 @@ ns.configure({"mmstack": {"gpu": {
     "memory_utilization": None,
     "max_model_len": None,
     "gpus": None,
-    # The served model, for the KV-cache budget (defaults: Qwen2.5-7B-Instruct, bf16).
-    "model_weights_gib": 15.0,
-    "kv_bytes_per_token": 57344,
-    "max_model_len_cap": 32768,
+    # The served model's sizes come from the schema's models: (model_weights_gib,
+    # kv_bytes_per_token, max_model_len_cap and attention_heads may still be set here).
     "min_concurrent_seqs": 4,
     "busy_fraction": 0.5,
 }}})

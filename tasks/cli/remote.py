@@ -144,6 +144,7 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
         run.finish()
         return
     from ..engine.report import Status
+    from ..schema.inference import planner_inputs
     from ..schema.model import load_stack
     from ..secrets.api import load_environment_secrets
 
@@ -159,7 +160,8 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
         try:
             facts = _gather_gpu(conn, host)
             hr.ok("gpu", _gpu_summary(facts))
-            plan = _gpu_plan(facts, host.gpu)
+            served = stack.served_model(environment)
+            plan = _gpu_plan(facts, {**(planner_inputs(served) if served else {}), **host.gpu})
         except ImportError:
             hr.skipped("gpu", "GPU detection over SSH is not available yet")
             plan = None

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .report import Reporter
 
 MASK = "********"
-CHECKSUM_RE = re.compile(rb"^# checksum: sha256:([0-9a-f]{64})$", re.MULTILINE)
+CHECKSUM_RE = re.compile(rb"^(?:#|--) checksum: sha256:([0-9a-f]{64})$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -111,10 +111,14 @@ def body_checksum(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def with_checksum_header(header_lines: Iterable[str], body: bytes) -> bytes:
-    """Prefix ``body`` with comment lines and a checksum line covering the body."""
-    head = "".join(f"# {line}\n" if line else "#\n" for line in header_lines)
-    return head.encode() + f"# checksum: sha256:{body_checksum(body)}\n".encode() + body
+def with_checksum_header(header_lines: Iterable[str], body: bytes, comment: str = "#") -> bytes:
+    """Prefix ``body`` with comment lines and a checksum line covering the body.
+
+    ``comment`` is the file format's comment marker (``#`` for YAML, env files and shell,
+    ``--`` for SQL).
+    """
+    head = "".join(f"{comment} {line}\n" if line else f"{comment}\n" for line in header_lines)
+    return head.encode() + f"{comment} checksum: sha256:{body_checksum(body)}\n".encode() + body
 
 
 def is_hand_edited(content: bytes) -> bool:

@@ -60,6 +60,10 @@ class PlanOverrides:
     model_weights_gib: float = 15.0
     kv_bytes_per_token: int = 57344
     max_model_len_cap: int = 32768  # the model's own context limit
+    # Tensor parallelism must divide the model's attention heads (vLLM refuses otherwise);
+    # None: not known, any power of two.
+    attention_heads: int | None = None
+    model: str | None = None  # the catalogue key the plan is made for (reported, saved)
     min_concurrent_seqs: int = 4  # the KV cache must hold this many full-length sequences
     overhead_mib: int = 2048  # activations, CUDA graphs and the CUDA context, per GPU
     base_utilization: float = 0.90  # an idle, headless card
@@ -101,7 +105,8 @@ class PlanOverrides:
                       min_concurrent_seqs=max(1, int(self.min_concurrent_seqs)),
                       overhead_mib=int(self.overhead_mib), idle_used_mib=int(self.idle_used_mib),
                       headroom_mib=int(self.headroom_mib),
-                      model_weights_gib=float(self.model_weights_gib))
+                      model_weights_gib=float(self.model_weights_gib),
+                      attention_heads=_pos_int(self.attention_heads, "attention_heads"))
         if out.memory_utilization is not None:
             mu = float(out.memory_utilization)
             if not 0.05 <= mu <= 0.99:
@@ -141,40 +146,27 @@ class GpuPlan:
     nccl_env: dict[str, str] = field(default_factory=dict)
     vllm_args: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    model: str | None = None  # the catalogue key this plan was made for
     # Observations about this moment (memory in use now) that must not make a re-run differ:
     # printed, never saved.
     notes: list[str] = field(default_factory=list)
     schema_version: int = PLAN_SCHEMA_VERSION
 
     def vllm_env(self) -> dict[str, str]:
-        """Environment for the vLLM container."""
+        """Environment for the vLLM container: NCCL's peer-to-peer settings only.
+
+        The cards are pinned by Compose ``device_ids`` (UUIDs); inside the container they are
+        numbered from 0, and vLLM reads CUDA_VISIBLE_DEVICES as integers, so nothing here
+        names a device. Parallelism and memory go on vLLM's command line (it reads no
+        environment for them).
+        """
         if self.cpu_only or not self.vllm_device_ids:
-            return {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void",
-                    "VLLM_TENSOR_PARALLEL_SIZE": "1", "VLLM_PIPELINE_PARALLEL_SIZE": "1"}
-        ids = ",".join(self.vllm_device_ids)
-        env = {
-            # PCI bus order makes CUDA's numbering match nvidia-smi's; UUIDs pin the exact cards
-            # even if a card is added or the driver renumbers them.
-            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-            "CUDA_VISIBLE_DEVICES": ids,
-            "NVIDIA_VISIBLE_DEVICES": ids,
-            "VLLM_TENSOR_PARALLEL_SIZE": str(self.tensor_parallel),
-            "VLLM_PIPELINE_PARALLEL_SIZE": str(self.pipeline_parallel),
-        }
-        if self.memory_utilization is not None:
-            env["VLLM_GPU_MEMORY_UTILIZATION"] = f"{self.memory_utilization:.2f}"
-        if self.max_model_len is not None:
-            env["VLLM_MAX_MODEL_LEN"] = str(self.max_model_len)
-        env.update(self.nccl_env)
-        return dict(sorted(env.items()))
+            return {}
+        return dict(sorted(self.nccl_env.items()))
 
     def worker_env(self) -> dict[str, str]:
-        """Environment for the multimodal worker: its GPUs, or CPU mode."""
-        if not self.worker_device_ids:
-            return {"CUDA_VISIBLE_DEVICES": "", "WORKER_DEVICE": "cpu"}
-        ids = ",".join(self.worker_device_ids)
-        return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": ids,
-                "NVIDIA_VISIBLE_DEVICES": ids, "WORKER_DEVICE": "cuda"}
+        """Environment for the multimodal worker: whether it has GPUs (pinned by device_ids)."""
+        return {"WORKER_DEVICE": "cuda" if self.worker_device_ids else "cpu"}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -186,7 +178,7 @@ class GpuPlan:
             "link": self.link, "p2p_mode": self.p2p_mode, "p2p_enabled": self.p2p_enabled,
             "nccl_env": dict(sorted(self.nccl_env.items())), "vllm_args": list(self.vllm_args),
             "vllm_env": self.vllm_env(), "worker_env": self.worker_env(),
-            "messages": list(self.messages),
+            "messages": list(self.messages), "model": self.model,
         }
 
     def to_json(self) -> str:
@@ -255,6 +247,12 @@ def plan_gpus(facts: GpuFacts, overrides: PlanOverrides | Mapping[str, Any] | No
                                         "what uses them, or pin GPUs with --gpus"], notes)
 
     pp = o.pipeline_parallel or 1
+    if o.tensor_parallel and o.attention_heads and o.attention_heads % o.tensor_parallel:
+        raise ConfigError(
+            f"tensor parallel {o.tensor_parallel} does not divide the {o.attention_heads} attention "
+            f"heads of {o.model or 'the model'}: vLLM refuses to start",
+            key_path="mmstack.gpu.tensor_parallel",
+            fix=f"use one of: {', '.join(str(d) for d in _divisors(o.attention_heads, len(candidates)))}")
     if o.tensor_parallel:
         sizes = [o.tensor_parallel * pp]
         if sizes[0] > len(candidates):
@@ -264,12 +262,26 @@ def plan_gpus(facts: GpuFacts, overrides: PlanOverrides | Mapping[str, Any] | No
                 key_path="mmstack.gpu.tensor_parallel",
                 fix="lower --tensor-parallel / --pipeline-parallel, or free or pin more GPUs")
     else:
-        sizes = [pp * 2**k for k in range(8) if pp * 2**k <= len(candidates)]
+        sizes = [pp * 2**k for k in range(8) if pp * 2**k <= len(candidates)
+                 and (not o.attention_heads or o.attention_heads % 2**k == 0)]
         if not sizes:
             raise ConfigError(f"pipeline parallel {pp} needs {pp} GPUs, but only "
                               f"{len(candidates)} usable GPU(s) are available",
                               key_path="mmstack.gpu.pipeline_parallel",
                               fix="lower --pipeline-parallel")
+    if o.model:
+        # A catalogue model's size is known: one that cannot fit is a planning error now,
+        # not an out-of-memory crash when vLLM starts.
+        fitting = [n for n in sizes if _weights_fit(candidates, n, o)]
+        if not fitting:
+            smallest = min(g.memory_total_mib or 0 for g in candidates) / 1024
+            raise GpuError(
+                f"model {o.model!r} does not fit: {o.model_weights_gib:g} GiB of weights over "
+                f"{max(sizes)} GPU(s) of {smallest:.0f} GiB leave no room for its KV cache",
+                key_path=f"models.{o.model}",
+                fix="serve a smaller or quantized model (models: in the schema, then the "
+                    "environment's model:), or use more GPUs")
+        sizes = fitting
     group = _best_group(facts, candidates, sizes, o, ours, mixed=bool(o.gpus))
     if group is None:
         group = _best_group(facts, candidates, sizes, o, ours, mixed=True)
@@ -282,7 +294,7 @@ def plan_gpus(facts: GpuFacts, overrides: PlanOverrides | Mapping[str, Any] | No
                         "parallel must be a power of two times the pipeline size")
 
     worker = [g for g in facts.gpus if g not in group and g not in busy]
-    plan = GpuPlan(cpu_only=False, vllm_gpus=[g.index for g in group],
+    plan = GpuPlan(cpu_only=False, model=o.model, vllm_gpus=[g.index for g in group],
                    vllm_device_ids=[g.device_id for g in group],
                    worker_gpus=[g.index for g in worker],
                    worker_device_ids=[g.device_id for g in worker],
@@ -305,11 +317,27 @@ def plan_gpus(facts: GpuFacts, overrides: PlanOverrides | Mapping[str, Any] | No
 plan_gpu = plan_gpus  # the name the remote deploy looks up
 
 
+def _divisors(heads: int, most: int) -> list[int]:
+    return [d for d in (2**k for k in range(8)) if d <= max(1, most) and heads % d == 0]
+
+
+def _weights_fit(candidates: list[Gpu], n: int, o: PlanOverrides) -> bool:
+    """Whether 1/n of the weights, vLLM's overhead and some KV cache fit on the smallest card."""
+    totals = [g.memory_total_mib for g in candidates if g.memory_total_mib]
+    if not totals:
+        return True
+    budget = min(totals) * o.base_utilization - o.overhead_mib
+    # At least one full-length sequence of KV cache, or a quarter GiB, must be left.
+    kv_min = max(256.0, o.kv_bytes_per_token * min(o.max_model_len_cap, 4096) / MiB / n)
+    return o.model_weights_gib * 1024 / n + kv_min <= budget
+
+
 def _cpu_plan(o: PlanOverrides, messages: list[str], notes: list[str] | None = None) -> GpuPlan:
-    return GpuPlan(cpu_only=True, p2p_mode=o.p2p, notes=list(notes or []), messages=messages + [
-        "vLLM and the multimodal worker get no device and run in CPU mode "
-        "(vLLM's CUDA image needs a GPU: "
-        "run the gpu environment on a GPU host, or use development here)"])
+    return GpuPlan(cpu_only=True, model=o.model, p2p_mode=o.p2p, notes=list(notes or []),
+                   messages=messages + [
+        "no GPU for vLLM: its CUDA image cannot run here, so the GPU environments will not "
+        "start on this host; development runs without vLLM (or set its vllm_device: cpu with "
+        "a CPU build of vLLM); the multimodal worker runs in CPU mode"])
 
 
 def _pinned(facts: GpuFacts, pins: Sequence[str]) -> list[Gpu]:

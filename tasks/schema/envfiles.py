@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import TemplateError
+from .configfiles import databases, db_password_var, object_store_users, s3_var
 from .generate import env_files_dir
 from .model import TEMPLATES_DIR, Stack
 
@@ -45,6 +46,21 @@ def gpu_context(gpu_plan: dict[str, Any] | None) -> dict[str, Any]:
         "cpu_only": bool(gpu_plan.get("cpu_only")),
         "planned": True,
     }
+
+
+def database_context(db: dict[str, str], secrets: dict[str, str]) -> dict[str, str]:
+    """What a template sees as ``db``: its own role, password and URL (host postgres:5432)."""
+    password = secrets[db["password"]]
+    return {"name": db["name"], "user": db["name"], "password": password, "host": "postgres",
+            "port": "5432", "password_var": db_password_var(db["name"]),
+            "url": f"postgresql://{db['name']}:{password}@postgres:5432/{db['name']}"}
+
+
+def object_store_context(service: str, user: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
+    """What a template sees as ``s3``: the application's own MinIO key and buckets."""
+    return {"access_key": secrets[user["access_key"]], "secret_key": secrets[user["secret_key"]],
+            "buckets": list(user["buckets"]), "endpoint": "http://minio:9000",
+            "access_var": s3_var(service, "access_key"), "secret_var": s3_var(service, "secret_key")}
 
 
 class EnvRenderer:
@@ -81,6 +97,9 @@ class EnvRenderer:
             }
             for name, spec in specs.items()
         }
+        dbs = {svc: database_context(db, secrets) for svc, db in databases(self.stack, env).items()}
+        stores = {svc: object_store_context(svc, u, secrets)
+                  for svc, u in object_store_users(self.stack, env).items()}
         base_ctx = {
             "project": self.stack.project,
             "env": env,
@@ -88,13 +107,17 @@ class EnvRenderer:
             "services": services_ctx,
             "secrets": secrets,
             "gpu": gpu_context(gpu_plan),
+            "model": self.stack.served_model(env),
+            "databases": dbs,
+            "object_stores": stores,
         }
         out = [RenderedEnv(f"{env_files_dir(env)}/core.env", CORE_TEMPLATE,
-                           self._render(CORE_TEMPLATE, {**base_ctx, "service": None}))]
+                           self._render(CORE_TEMPLATE, {**base_ctx, "service": None, "db": None, "s3": None}))]
         for name in environment.services:
             template = specs[name].get("env_template")
             if template:
-                body = self._render(template, {**base_ctx, "service": name})
+                ctx = {**base_ctx, "service": name, "db": dbs.get(name), "s3": stores.get(name)}
+                body = self._render(template, ctx)
                 out.append(RenderedEnv(f"{env_files_dir(env)}/{name}.env", template, body))
         return out
 

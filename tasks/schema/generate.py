@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from .inference import vllm_command
 from .model import Environment, Stack
 
 BASE_FILE = "compose.yml"
@@ -63,6 +64,11 @@ def dump_yaml(doc: dict[str, Any]) -> str:
                      width=100, allow_unicode=True)
 
 
+def config_dir(env: str) -> str:
+    """Where the config files of ``env`` are generated (configfiles.py), relative to the stack."""
+    return f"config/{env}"
+
+
 def env_file_name(env: str) -> str:
     return f"compose.{env}.yml"
 
@@ -81,6 +87,11 @@ def compose_documents(stack: Stack, gpu_plan: dict[str, Any] | None = None) -> d
         name: translate_service(stack, name, spec, stack_default_bind(), profiles[name])
         for name, spec in base_specs.items()
     }
+    default_model = stack.models.get(stack.data.get("default_model") or "")
+    for name, spec in base_specs.items():
+        if spec.get("model_server") and default_model:
+            base_services[name]["command"] = vllm_command(
+                {"key": stack.data["default_model"], **default_model}, None)
     docs: dict[str, dict[str, Any]] = {
         BASE_FILE: {
             "name": stack.project,
@@ -119,6 +130,14 @@ def overlay_document(stack: Stack, env: Environment, base_services: dict[str, di
     services: dict[str, Any] = {}
     for name in env.services:
         full = translate_service(stack, name, specs[name], bind, profiles[name])
+        model = stack.served_model(env.name)
+        if specs[name].get("model_server") and model:
+            full["command"] = vllm_command(model, gpu_plan if env.gpu else None,
+                                           device="cpu" if env.vllm_device == "cpu" else "gpu")
+        for cf in specs[name].get("config_files") or []:
+            full.setdefault("volumes", []).append({
+                "type": "bind", "source": f"./{config_dir(env.name)}/{cf['file']}",
+                "target": cf["target"], "read_only": True})
         device = gpu_device(env, name, specs[name], gpu_plan)
         if device is not None:
             _add_gpu_reservation(full, device)
@@ -190,6 +209,8 @@ def translate_service(stack: Stack, name: str, spec: dict[str, Any], bind: str,
         "org.mmstack.service": name,
         "org.mmstack.stack": stack.stack_of(name) or "",
     }
+    if name in stack.one_shot_services:
+        out["labels"]["org.mmstack.one-shot"] = "true"
     return out
 
 

@@ -34,6 +34,13 @@ class Environment:
     gpu: bool
     settings: dict[str, Any]
     overrides: dict[str, Any]
+    model: str | None = None  # the key under `models:` that vLLM serves here
+    # GPU-only services the environment's stacks name but that cannot run in it (no GPU).
+    left_out: list[str] = field(default_factory=list)
+
+    @property
+    def vllm_device(self) -> str:
+        return str(self.settings.get("vllm_device") or ("gpu" if self.gpu else "none"))
 
 
 @dataclass
@@ -99,14 +106,40 @@ class Stack:
         for stack in raw.get("stacks") or []:
             wanted.extend(self.data["stacks"][stack]["services"])
         wanted.extend(raw.get("services") or [])
+        gpu = bool(raw.get("gpu", False))
+        settings = dict(raw.get("settings") or {})
+        services = self.dependency_closure(wanted)
+        # vLLM's CUDA image stops at once without a GPU ("Failed to infer device type"): an
+        # environment that reserves none runs without it, unless it names a CPU build.
+        left_out = [] if gpu or settings.get("vllm_device") == "cpu" else \
+            [s for s in services if self.data["services"][s].get("gpu_only")]
         return Environment(
             name=name,
             description=raw.get("description", ""),
-            services=self.dependency_closure(wanted),
-            gpu=bool(raw.get("gpu", False)),
-            settings=dict(raw.get("settings") or {}),
+            services=[s for s in services if s not in left_out],
+            gpu=gpu,
+            settings=settings,
             overrides=dict(raw.get("overrides") or {}),
+            model=raw.get("model") or self.data.get("default_model"),
+            left_out=left_out,
         )
+
+    @cached_property
+    def one_shot_services(self) -> frozenset[str]:
+        """Services another waits for with ``completed``: they run at every start and exit."""
+        return frozenset(dep for spec in self.data["services"].values()
+                         for dep, cond in (spec.get("depends_on") or {}).items() if cond == "completed")
+
+    @property
+    def models(self) -> dict[str, dict[str, Any]]:
+        return dict(self.data.get("models") or {})
+
+    def served_model(self, env: str) -> dict[str, Any] | None:
+        """The catalogue entry vLLM serves in ``env`` (with its key as ``key``), or None."""
+        key = self.environment(env).model
+        if not key or key not in self.models:
+            return None
+        return {"key": key, **self.models[key]}
 
     def dependency_closure(self, names: list[str]) -> list[str]:
         """``names`` plus everything they depend on, in schema order."""
@@ -408,6 +441,43 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
             err(("secrets", name, "length"), "length leaves fewer than 8 random characters after the prefix",
                 fix="raise length or shorten prefix")
 
+    # Models, databases and object-store keys: every reference resolves, nothing is shared.
+    models = data.get("models") or {}
+    secrets_declared = set(data.get("secrets") or {})
+    if data.get("default_model") and data["default_model"] not in models:
+        err(("default_model",), f"unknown model {data['default_model']!r}",
+            fix=f"declare it under models:, or use one of: {', '.join(models) or '(none declared)'}")
+    for key, model in models.items():
+        if model["attention_heads"] % model["kv_heads"]:
+            err(("models", key, "kv_heads"),
+                f"{model['attention_heads']} attention heads cannot be grouped into {model['kv_heads']} KV heads",
+                fix="copy num_attention_heads and num_key_value_heads from the model's config.json")
+    db_names: dict[str, str] = {}
+    for svc, raw in services.items():
+        db = raw.get("database")
+        if db:
+            if db["name"] in db_names:
+                err(("services", svc, "database", "name"),
+                    f"database {db['name']!r} is already {db_names[db['name']]!r}'s",
+                    fix="give every service a database of its own: a shared one lets one service destroy another's data")
+            db_names[db["name"]] = svc
+            if db["password"] not in secrets_declared:
+                err(("services", svc, "database", "password"), f"secret {db['password']!r} is not declared",
+                    fix="declare it under secrets:, e.g. {name}: {{length: 32}}".format(name=db["password"]))
+        keys = raw.get("object_store_key") or {}
+        for which in ("access_key", "secret_key"):
+            if keys.get(which) and keys[which] not in secrets_declared:
+                err(("services", svc, "object_store_key", which), f"secret {keys[which]!r} is not declared",
+                    fix="declare it under secrets:")
+        if raw.get("buckets") and not keys:
+            err(("services", svc, "buckets"), "a service with buckets needs an object_store_key of its own",
+                fix="add object_store_key: {access_key: SECRET, secret_key: SECRET}")
+        for dep in (raw.get("depends_on") or {}):
+            if dep in services and services[dep].get("gpu_only") and not raw.get("gpu_only"):
+                err(("services", svc, "depends_on", dep),
+                    f"{dep!r} runs only where there is a GPU, so {svc!r} cannot depend on it",
+                    fix=f"remove the dependency: {svc!r} must start (and report the model unavailable) without it")
+
     # Environments: names, references, overrides, and host ports per environment.
     if not envs:
         err(("environments",), "at least one environment is required")
@@ -429,6 +499,21 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
         for i, svc in enumerate(env.get("services") or []):
             if svc not in services:
                 err(("environments", ename, "services", i), f"unknown service {svc!r}")
+        model_key = env.get("model") or data.get("default_model")
+        runs_vllm = any(services[s].get("gpu_only") for s in stack.dependency_closure(
+            [x for st in env.get("stacks") or [] if st in stacks for x in stacks[st]["services"]]
+            + [x for x in env.get("services") or [] if x in services]))
+        if env.get("model") and env["model"] not in models:
+            err(("environments", ename, "model"), f"unknown model {env['model']!r}",
+                fix=f"use one of: {', '.join(models) or '(none declared)'}")
+        elif runs_vllm and not model_key:
+            err(("environments", ename), "the environment runs vLLM but names no model",
+                fix="add model: NAME (a key of models:), or set default_model")
+        if (env.get("settings") or {}).get("vllm_device") == "cpu" and \
+                not (stack.settings.get("images") or {}).get("vllm"):
+            err(("environments", ename, "settings", "vllm_device"),
+                "vLLM on the CPU needs a CPU build of vLLM (the pinned image is CUDA-only)",
+                fix="set images: {vllm: IMAGE} in mmstack.yaml to a vLLM CPU image you built or trust")
         over = env.get("overrides") or {}
         for svc in (over.get("services") or {}):
             if svc not in services:

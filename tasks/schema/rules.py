@@ -82,6 +82,36 @@ SERVICE_FIELDS: dict[str, Any] = {
     "resources": RESOURCES,
     "restart": RESTART,
     "gpu": {"type": "boolean"},
+    # Runs only with a GPU (vLLM's CUDA image): an environment that reserves none leaves it out.
+    "gpu_only": {"type": "boolean"},
+    # vLLM: its command is generated from the environment's model and the GPU plan.
+    "model_server": {"type": "boolean"},
+    # A PostgreSQL database and role of its own, created by the postgres-init one-shot.
+    "database": {
+        "type": "dict",
+        "schema": {
+            "name": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9_]{0,62}$"},
+            "password": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9_]*$"},
+        },
+    },
+    # MinIO buckets this service reads and writes, with an access key of its own.
+    "buckets": {"type": "list", "schema": {"type": "string", "regex": r"^[a-z0-9][a-z0-9.-]{2,62}$"}},
+    "object_store_key": {
+        "type": "dict",
+        "schema": {
+            "access_key": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9_]*$"},
+            "secret_key": {"type": "string", "required": True, "regex": r"^[a-z][a-z0-9_]*$"},
+        },
+    },
+    # Files generated into config/<env>/ and mounted read-only: {file: NAME, target: /path}.
+    "config_files": {"type": "list", "schema": {
+        "type": "dict",
+        "schema": {
+            "file": {"type": "string", "required": True,
+                     "allowed": ["litellm.yaml", "postgres-init.sql", "minio-init.sh"]},
+            "target": {"type": "string", "required": True, "regex": r"^/\S*$"},
+        },
+    }},
     "shm_size": SIZE,
     "logging": LOGGING,
     "user": {"type": "string"},
@@ -145,8 +175,32 @@ ENV_SETTINGS = {
     "schema": {
         "log_level": {"type": "string", "allowed": ["debug", "info", "warning", "error"]},
         "bind_address": {"type": "string", "regex": r"^(\d{1,3}\.){3}\d{1,3}$"},
+        # "cpu": keep vLLM in an environment without GPUs (mmstack.yaml images.vllm must then
+        # name a CPU build of vLLM).
+        "vllm_device": {"type": "string", "allowed": ["gpu", "cpu"]},
     },
     "allow_unknown": {"type": ["string", "integer", "float", "boolean"]},
+}
+
+# One model vLLM can serve: what the planner needs to split it over GPUs and size its KV cache.
+MODEL = {
+    "type": "dict",
+    "schema": {
+        "hf_id": {"type": "string", "required": True, "regex": r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9._-]+$"},
+        "revision": {"type": "string", "regex": r"^[A-Za-z0-9._/-]+$"},
+        "served_name": {"type": "string", "required": True, "regex": r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"},
+        "description": {"type": "string"},
+        "attention_heads": {"type": "integer", "required": True, "min": 1},
+        "kv_heads": {"type": "integer", "required": True, "min": 1},
+        "layers": {"type": "integer", "required": True, "min": 1},
+        "head_dim": {"type": "integer", "required": True, "min": 1},
+        "weights_gib": {"type": "number", "required": True, "min": 0.01},
+        "dtype": {"type": "string", "required": True,
+                  "allowed": ["auto", "bfloat16", "float16", "float32"]},
+        "quantization": {"type": "string", "allowed": ["awq", "gptq", "fp8", "awq_marlin", "gptq_marlin"]},
+        "kv_cache_dtype": {"type": "string", "allowed": ["auto", "fp8"]},
+        "max_context": {"type": "integer", "required": True, "min": 256},
+    },
 }
 
 SCHEMA: dict[str, Any] = {
@@ -185,6 +239,9 @@ SCHEMA: dict[str, Any] = {
         "keysrules": {"type": "string", "regex": r"^[a-z][a-z0-9_]*$"},
         "valuesrules": SECRET,
     },
+    "models": {"type": "dict", "keysrules": {"type": "string", "regex": r"^[a-z0-9][a-z0-9._-]*$"},
+               "valuesrules": MODEL},
+    "default_model": {"type": "string"},
     "stacks": {
         "type": "dict",
         "required": True,
@@ -215,6 +272,7 @@ SCHEMA: dict[str, Any] = {
                 "stacks": {"type": "list", "schema": {"type": "string"}},
                 "services": {"type": "list", "schema": {"type": "string"}},
                 "gpu": {"type": "boolean"},
+                "model": {"type": "string"},
                 "settings": ENV_SETTINGS,
                 "overrides": OVERRIDES,
             },

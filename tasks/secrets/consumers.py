@@ -27,6 +27,9 @@ from ..schema.model import TEMPLATES_DIR, Stack
 
 CORE_TEMPLATE = "core"
 _SECRET_REF = re.compile(r"""\bsecrets(?:\.([a-z][a-z0-9_]*)|\[\s*['"]([a-z][a-z0-9_]*)['"]\s*\])""")
+# Templates that receive every consumer's database or object-store credentials (the init jobs).
+_ALL_DATABASES = re.compile(r"\bdatabases\b")
+_ALL_OBJECT_STORES = re.compile(r"\bobject_stores\b")
 _TEMPLATE_REF = re.compile(r"""\{%-?\s*(?:extends|include|import|from)\s+['"]([^'"]+)['"]""")
 
 # What it takes, beyond a restart of every consumer, for a new value to work. Services read these
@@ -89,14 +92,42 @@ def template_secrets(templates_dir: Path) -> dict[str, set[str]]:
 
 
 def service_secrets(stack: Stack, *, own_only: bool = False) -> dict[str, set[str]]:
-    """Service -> secrets it receives (its template's, plus core.env's unless ``own_only``)."""
+    """Service -> secrets it receives (its template's, plus core.env's unless ``own_only``).
+
+    A service's own database password and object-store key (``database:``,
+    ``object_store_key:``) reach its template as ``db`` and ``s3``; the init jobs whose
+    templates read ``databases`` or ``object_stores`` receive all of them.
+    """
     by_template = template_secrets(stack.root / TEMPLATES_DIR)
     core = set() if own_only else by_template.get(CORE_TEMPLATE, set())
+    db_secrets, store_secrets = set(), set()
+    for spec in stack.data["services"].values():
+        if (spec or {}).get("database"):
+            db_secrets.add(spec["database"]["password"])
+        store_secrets.update(((spec or {}).get("object_store_key") or {}).values())
     out: dict[str, set[str]] = {}
     for name, spec in stack.data["services"].items():
-        tpl = (spec or {}).get("env_template")
-        out[name] = set(core) | (by_template.get(tpl, set()) if tpl else set())
+        spec = spec or {}
+        tpl = spec.get("env_template")
+        found = set(core) | (by_template.get(tpl, set()) if tpl else set())
+        if spec.get("database"):
+            found.add(spec["database"]["password"])
+        found.update((spec.get("object_store_key") or {}).values())
+        if tpl:
+            text = _template_text(stack.root / TEMPLATES_DIR, tpl)
+            if _ALL_DATABASES.search(text):
+                found |= db_secrets
+            if _ALL_OBJECT_STORES.search(text):
+                found |= store_secrets
+        out[name] = found
     return out
+
+
+def _template_text(templates_dir: Path, name: str) -> str:
+    try:
+        return (Path(templates_dir) / f"{name}.env.j2").read_text(encoding="utf-8")
+    except OSError:
+        return ""
 
 
 def secret_uses(stack: Stack) -> dict[str, SecretUse]:

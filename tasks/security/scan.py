@@ -495,7 +495,9 @@ def _compose_production(out: _Out, services: YMap, *, only_defined: bool) -> Non
         hc = spec.get("healthcheck")
         disabled = isinstance(hc, YMap) and (hc.get("disable") is True or hc.get("test") in
                                              (["NONE"], "NONE"))
-        if hc is None or disabled:
+        labels = spec.get("labels")
+        one_shot = isinstance(labels, YMap) and labels.get("org.mmstack.one-shot") == "true"
+        if (hc is None or disabled) and not one_shot:
             why = "disabled" if disabled else "none"
             line_file, line = (spec.loc("healthcheck") if disabled else (svc_file, svc_line))
             out.add("MMS305", line, f"services.{name}: no healthcheck in production ({why})",
@@ -558,7 +560,10 @@ def _schema_production(out: _Out, doc: YMap) -> None:
                 out.add("MMS304", at, f"environments.{env_name}: {store[1]} ({store[0]}) of "
                                       f"{name} published on {ip or 'all interfaces'} in production")
         hc = over.get("healthcheck", spec.get("healthcheck"))
-        if hc is None or (isinstance(hc, YMap) and hc.get("disable") is True):
+        # A one-shot (another service waits for it to complete) has no running state to check.
+        one_shot = any(isinstance(other, YMap) and isinstance(other.get("depends_on"), YMap)
+                       and other["depends_on"].get(name) == "completed" for other in services.values())
+        if (hc is None or (isinstance(hc, YMap) and hc.get("disable") is True)) and not one_shot:
             out.add("MMS305", services.loc(name)[1], f"services.{name}: no healthcheck, and it "
                                                      f"runs in {env_name}")
 

@@ -148,6 +148,8 @@ def preflight_step(run: Run, stack: Any, env: str, record: StartRecord, api: Eng
     # Exactly the services the generated overlay reserves a GPU for (a CPU-only plan: none).
     plan = load_gpu_plan(run.state_dir)
     facts.gpu_services = [s for s in model.services if gpu_device(model, s, specs[s], plan) is not None]
+    facts.gpu_starved = [s for s in model.services if model.gpu and specs[s].get("gpu_only")
+                         and model.vllm_device != "cpu" and s not in facts.gpu_services]
     wanted = list(record.files)
     for svc in model.services:
         wanted += env_file_refs(stack, env, svc, specs[svc])

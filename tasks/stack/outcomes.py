@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..engine.report import Status
+from .status import completed
 
 
 def container_id(entry: dict[str, Any] | None) -> str:
@@ -40,6 +41,8 @@ def up_outcomes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, An
             out.append((svc, Status.CHANGED, "recreated (configuration changed)"))
         elif str(old.get("State")) != "running" and str(new.get("State")) == "running":
             out.append((svc, Status.CHANGED, "started"))
+        elif completed(new):
+            out.append((svc, Status.OK, "ran to completion (exit code 0), up to date"))
         else:
             state = str(new.get("State", ""))
             out.append((svc, Status.OK, "running, up to date" if state == "running" else state))
@@ -59,6 +62,10 @@ def check_outcomes(actions: dict[str, set[str]], before: dict[str, dict[str, Any
             out.append((svc, Status.CHANGED, "would be created"))
         elif act & {"Recreate", "Recreated"}:
             out.append((svc, Status.CHANGED, "would be recreated (configuration changed)"))
+        elif act & {"Starting", "Start", "Started"} and completed(c):
+            # A one-shot runs at every start; running it again with the same configuration is
+            # what converges it, not a change.
+            out.append((svc, Status.OK, "would run again to completion (one-shot), up to date"))
         elif act & {"Starting", "Start", "Started"}:
             out.append((svc, Status.CHANGED, f"would be started (now {c.get('State')})"))
         else:
@@ -82,6 +89,8 @@ def not_ready(entries: dict[str, dict[str, Any]], services: Sequence[str]) -> li
     out = []
     for svc in services:
         entry = entries.get(svc)
+        if entry is not None and completed(entry):
+            continue
         if entry is None or str(entry.get("State", "")).lower() != "running":
             out.append(svc)
             continue

@@ -36,6 +36,8 @@ class Facts:
     compose: tuple[str, ...] = ()
     runtimes: set[str] = field(default_factory=set)
     gpu_services: list[str] = field(default_factory=list)  # services that reserve a GPU
+    # GPU-only services (vLLM's CUDA image) that would start without a GPU: a refusal, not a crash.
+    gpu_starved: list[str] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)
     secrets_present: bool = True
     ports: list[PortNeed] = field(default_factory=list)
@@ -77,6 +79,12 @@ def evaluate(f: Facts) -> list[Finding]:
                            f"run `inv setup --env {f.env}`"))
     else:
         out.append(Finding("secrets", True, "present"))
+    if f.gpu_starved:
+        out.append(Finding("gpu", False,
+                           f"{', '.join(f.gpu_starved)} needs a GPU, and the saved GPU plan gives it none "
+                           "(this host has no usable GPU): its CUDA image would stop at once",
+                           "start it on a GPU host (`inv configure-gpu` there), or start development "
+                           "here (it runs without vLLM)"))
     if f.gpu_services and not f.engine_error:
         if "nvidia" in f.runtimes:
             out.append(Finding("gpu", True, "nvidia runtime present"))

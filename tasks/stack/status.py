@@ -7,6 +7,41 @@ from typing import Any
 
 HTTP_TEMPLATES = {"http", "http-wget", "http-python"}
 BAD_STATES = {"exited", "dead", "restarting", "removing", "paused", "created", "missing"}
+# Set by the generator on services others wait for with `completed` (postgres-init, minio-init):
+# their container runs at every start and exits; exit code 0 is their healthy state.
+ONE_SHOT_LABEL = "org.mmstack.one-shot"
+
+
+def labels_of(entry: dict[str, Any]) -> dict[str, str]:
+    """An entry's labels: `compose ps` gives "k=v,k=v", the engine API a mapping."""
+    raw = entry.get("Labels") or {}
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    out = {}
+    for part in str(raw).split(","):
+        key, sep, value = part.partition("=")
+        if sep:
+            out[key] = value
+    return out
+
+
+def completed(entry: dict[str, Any]) -> bool:
+    """A one-shot container that ran to success (exit code 0)."""
+    return (str(entry.get("State", "")).lower() == "exited"
+            and labels_of(entry).get(ONE_SHOT_LABEL) == "true"
+            and _exit_code(entry) == 0)
+
+
+def _exit_code(entry: dict[str, Any]) -> int | None:
+    if entry.get("ExitCode") is not None:
+        return int(entry["ExitCode"])
+    status = str(entry.get("Status") or "")
+    if status.lower().startswith("exited ("):
+        try:
+            return int(status.split("(", 1)[1].split(")", 1)[0])
+        except ValueError:
+            return None
+    return None
 
 
 @dataclass
@@ -18,13 +53,18 @@ class Row:
     container: str = ""
     exit_code: int | None = None
     log_tail: list[str] = field(default_factory=list)
+    one_shot: bool = False
 
     @property
     def failed(self) -> bool:
+        if self.one_shot and self.state == "exited" and self.exit_code == 0:
+            return False
         return self.health == "unhealthy" or self.state in BAD_STATES
 
     @property
     def summary(self) -> str:
+        if self.one_shot and self.state == "exited" and self.exit_code == 0:
+            return "completed (one-shot, exit code 0)"
         text = self.state + (f" ({self.health})" if self.health else "")
         if self.state == "exited" and self.exit_code is not None:
             text += f", exit code {self.exit_code}"
@@ -84,7 +124,8 @@ def build_rows(ps: list[dict[str, Any]], expected: list[str], scheme_of: dict[st
             health=str(entry.get("Health", "") or ""),
             url=url_of(entry.get("Publishers"), scheme_of.get(svc, "tcp")) if state == "running" else "",
             container=str(entry.get("Name", "")),
-            exit_code=entry.get("ExitCode") if state == "exited" else None,
+            exit_code=_exit_code(entry) if state == "exited" else None,
+            one_shot=labels_of(entry).get(ONE_SHOT_LABEL) == "true",
         ))
     return rows
 

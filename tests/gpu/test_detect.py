@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,13 @@ UUID1 = "GPU-fef3f583-99bd-ac7f-c761-eddb679067e0"
 
 @pytest.fixture()
 def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty stack directory the tasks act on (MMSTACK_DIR)."""
+    """A stack directory with the shipped schema and templates (MMSTACK_DIR): the planner
+    takes the served model's sizes from the schema."""
     d = tmp_path / "stack"
     d.mkdir()
+    root = Path(__file__).resolve().parents[2]
+    shutil.copytree(root / "schemas", d / "schemas")
+    shutil.copytree(root / "env-templates", d / "env-templates")
     monkeypatch.setenv("MMSTACK_DIR", str(d))
     monkeypatch.delenv("MMSTACK_DEBUG", raising=False)
     return d
@@ -237,7 +242,8 @@ def test_configure_gpu_writes_the_plan_idempotently(stack: Path, tmp_path: Path)
     saved = json.loads(plan_path.read_text())
     assert saved["vllm_device_ids"] == [UUID0, UUID1] and saved["tensor_parallel"] == 2
     assert saved["vllm_env"]["NCCL_P2P_LEVEL"] == "NVL"
-    assert saved["vllm_env"]["VLLM_GPU_MEMORY_UTILIZATION"] == "0.85"  # GPU1 drives a display
+    assert saved["memory_utilization"] == 0.85  # GPU1 drives a display
+    assert saved["model"] == "qwen2.5-7b-instruct"  # planned for the gpu environment's model
     mtime = plan_path.stat().st_mtime_ns
 
     code, out, _ = run_task(["configure-gpu", "--facts", str(facts), "--no-generate"])
@@ -262,7 +268,7 @@ def test_detect_json_pipes_into_configure(stack: Path, monkeypatch: pytest.Monke
     doc = json.loads(out)
     assert doc["recap"]["changed"] == 1
     assert doc["plan"]["vllm_gpus"] == [0] and doc["plan"]["worker_gpus"] == [1]
-    assert doc["plan"]["worker_env"]["CUDA_VISIBLE_DEVICES"] == UUID1
+    assert doc["plan"]["worker_device_ids"] == [UUID1] and doc["plan"]["worker_env"] == {"WORKER_DEVICE": "cuda"}
 
 
 def test_configure_gpu_bad_input_is_a_clean_error(stack: Path, tmp_path: Path) -> None:
@@ -271,8 +277,11 @@ def test_configure_gpu_bad_input_is_a_clean_error(stack: Path, tmp_path: Path) -
     code, _, err = run_task(["configure-gpu", "--facts", str(bad), "--no-generate"])
     assert code == 1 and "GPU facts are not JSON" in err and str(bad) in err
     facts = _facts_file(tmp_path, dual_3090())
+    code, _, err = run_task(["configure-gpu", "--facts", str(facts), "--no-generate", "--tensor-parallel", "4"])
+    assert code == 1 and "needs 4 GPUs" in err and "fix:" in err
+    # Qwen2.5-7B has 28 attention heads: vLLM cannot split them 8 ways.
     code, _, err = run_task(["configure-gpu", "--facts", str(facts), "--no-generate", "--tensor-parallel", "8"])
-    assert code == 1 and "needs 8 GPUs" in err and "fix:" in err
+    assert code == 1 and "does not divide the 28 attention heads" in err and "fix: use one of: 1, 2" in err
     code, _, err = run_task(["configure-gpu", "--facts", str(facts), "--no-generate",
                              "--memory-utilization", "lots"])
     assert code == 1 and "takes a number" in err
@@ -284,7 +293,7 @@ def test_configure_gpu_cpu_only_host(stack: Path, tmp_path: Path) -> None:
     assert code == 0
     plan = json.loads(out)["plan"]
     assert plan["cpu_only"] is True and plan["vllm_device_ids"] == []
-    assert any("get no device and run in CPU mode" in m for m in plan["messages"])
+    assert any("the GPU environments will not start on this host" in m for m in plan["messages"])
 
 
 def test_configure_gpu_feeds_the_generation_hook(stack: Path, tmp_path: Path,
@@ -319,8 +328,16 @@ def test_configure_then_generate_on_a_real_stack(tmp_path: Path, monkeypatch: py
     assert code == 0, out + err
     compose_gpu = (stack / "compose.gpu.yml").read_text()
     assert UUID0 in compose_gpu and UUID1 in compose_gpu and "device_ids" in compose_gpu
+    import yaml
+
+    vllm = yaml.safe_load(compose_gpu.replace("!override", ""))["services"]["vllm"]
+    command = vllm["command"]
+    assert command[0] == "Qwen/Qwen2.5-7B-Instruct"
+    assert command[command.index("--tensor-parallel-size") + 1] == "2"
     vllm_env = (stack / "env" / "gpu" / "vllm.env").read_text()
-    assert "VLLM_TENSOR_PARALLEL_SIZE=2" in vllm_env and f"CUDA_VISIBLE_DEVICES={UUID0},{UUID1}" in vllm_env
+    assert "NCCL_P2P_LEVEL=NVL" in vllm_env
+    # The cards are pinned by device_ids alone; vLLM would int() a UUID in CUDA_VISIBLE_DEVICES.
+    assert "CUDA_VISIBLE_DEVICES" not in vllm_env and UUID0 not in vllm_env
     code, out, err = run_task(["configure-gpu", "--facts", str(facts), "--json"])
     assert code == 0, err
     assert json.loads(out)["recap"]["changed"] == 0

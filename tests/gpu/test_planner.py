@@ -66,8 +66,10 @@ def test_plan_fixture(path: Path) -> None:
     assert not set(plan.vllm_device_ids) & set(plan.worker_device_ids)
     if not plan.cpu_only:
         assert plan.tensor_parallel * plan.pipeline_parallel == len(plan.vllm_gpus)
-        assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
-        assert env["CUDA_VISIBLE_DEVICES"] == env["NVIDIA_VISIBLE_DEVICES"] == ",".join(plan.vllm_device_ids)
+    # Cards are pinned by Compose device_ids only: vLLM reads CUDA_VISIBLE_DEVICES as integers,
+    # so no UUID (nor any device variable) may reach its environment.
+    assert not {"CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"} & set(env)
+    assert not any(uuid in value for value in env.values() for uuid in plan.vllm_device_ids)
     # Planning is pure and deterministic: same input, byte-identical saved form.
     assert plan_gpus(facts, case.get("overrides"), previous).to_json() == plan.to_json()
 
@@ -81,7 +83,7 @@ def test_saved_plan_round_trip(tmp_path: Path) -> None:
     assert again is not None and again.to_json() == plan.to_json()
     # The keys the compose generator and env templates read.
     saved = json.loads(plan.to_json())
-    assert saved["vllm_env"]["VLLM_TENSOR_PARALLEL_SIZE"] == "2"
+    assert saved["tensor_parallel"] == 2 and saved["vllm_env"] == {"NCCL_P2P_LEVEL": "NVL"}
     assert saved["vllm_device_ids"] == plan.vllm_device_ids and saved["worker_device_ids"] == []
     assert saved["vllm_args"] == [] and saved["cpu_only"] is False
     (tmp_path / "gpu-plan.json").write_text("{not json")
@@ -129,7 +131,7 @@ def hosts(draw: st.DrawFn) -> GpuFacts:
 def test_plan_invariants(facts: GpuFacts, p2p: str) -> None:
     plan = plan_gpus(facts, PlanOverrides(p2p=p2p))
     if plan.cpu_only:
-        assert plan.vllm_device_ids == [] and plan.vllm_env()["CUDA_VISIBLE_DEVICES"] == ""
+        assert plan.vllm_device_ids == [] and plan.vllm_env() == {}
         return
     n = len(plan.vllm_gpus)
     assert n & (n - 1) == 0, "tensor parallel is a power of two"

@@ -9,9 +9,9 @@
 # comes from debootstrap (the mirror of this machine's apt sources), the stand-in from the host's
 # busybox-static, and both enter docker through `docker import`.
 #
-#   mmstack-test/bookworm-base:1  debootstrap minbase + postgresql + redis-server (the slow part)
-#   mmstack-test/postgres:15      base + postgres/entrypoint.sh
-#   mmstack-test/redis:7          base + redis/entrypoint.sh
+#   mmstack-test/trixie-base:1    debootstrap minbase trixie + postgresql + redis-server (the slow part)
+#   mmstack-test/postgres:17      base + postgres/entrypoint.sh (PostgreSQL 17.x, as postgres:17.12-trixie)
+#   mmstack-test/redis:8          base + redis/entrypoint.sh (redis-server 8.0.x, as redis:8.0.2)
 #   mmstack-test/standin:1        /bin/busybox + applet links + standin/entrypoint.sh
 #
 # Environment: MMSTACK_DEBIAN_MIRROR overrides the mirror; DOCKER (default: docker) the CLI.
@@ -20,11 +20,14 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LABEL=org.mmstack.test-image.hash
 DOCKER=${DOCKER:-docker}
-SUITE=bookworm
+# The images follow the schema's pins: postgres:17.12-trixie and redis 8.0 are Debian trixie's
+# postgresql-17 and redis-server. The mirror is looked up by this machine's own suite.
+SUITE=trixie
+MIRROR_SUITE=$(. /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-bookworm}")
 
-BASE_REF=mmstack-test/bookworm-base:1
-POSTGRES_REF=mmstack-test/postgres:15
-REDIS_REF=mmstack-test/redis:7
+BASE_REF=mmstack-test/trixie-base:1
+POSTGRES_REF=mmstack-test/postgres:17
+REDIS_REF=mmstack-test/redis:8
 STANDIN_REF=mmstack-test/standin:1
 
 FORCE=0
@@ -53,7 +56,7 @@ debian_mirror() {
   shopt -s nullglob
   local f
   for f in /etc/apt/sources.list.d/*.sources; do
-    found=$(awk -v suite="$SUITE" '
+    found=$(awk -v suite="$MIRROR_SUITE" '
       BEGIN { RS = ""; FS = "\n" }
       {
         types = ""; uris = ""; suites = ""
@@ -71,7 +74,7 @@ debian_mirror() {
   if [ -z "$found" ]; then
     found=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
       sed -E 's/\[[^]]*\]//' |
-      awk -v suite="$SUITE" '$1 == "deb" && $3 == suite { print $2; exit }')
+      awk -v suite="$MIRROR_SUITE" '$1 == "deb" && $3 == suite { print $2; exit }')
   fi
   shopt -u nullglob
   echo "${found:-http://deb.debian.org/debian}"
@@ -144,7 +147,7 @@ build_standin() {  # HASH
     "$DOCKER" import "${CHANGES[@]}" --change "LABEL $LABEL=$hash" - "$STANDIN_REF" >/dev/null
 }
 
-POSTGRES_CHANGES='ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+POSTGRES_CHANGES='ENV PATH=/usr/lib/postgresql/17/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 ENV LANG=C.UTF-8
 ENV PGDATA=/var/lib/postgresql/data
 VOLUME /var/lib/postgresql/data

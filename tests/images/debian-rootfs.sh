@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Make the Debian rootfs shared by the postgres and redis test images:
 #   debian-rootfs.sh TARGET_DIR MIRROR
-# debootstrap --variant=minbase bookworm, then Debian's postgresql and redis-server installed
+# debootstrap --variant=minbase trixie, then Debian's postgresql and redis-server installed
 # inside it with apt (no service is started: policy-rc.d refuses, and the postgresql package is
 # told not to create its "main" cluster; the image entrypoints run initdb themselves).
 # The content hash of the base image covers this file: edit it and the base is rebuilt.
 set -euo pipefail
 
-SUITE=bookworm
+SUITE=trixie
 PACKAGES=(postgresql redis-server)
 
 target=$1

@@ -12,8 +12,23 @@ from typing import Any
 import yaml
 
 REAL = {"postgres", "redis"}
+# One-shots: postgres-init is psql in the real PostgreSQL image; minio-init (MinIO's client has no
+# build any registry here serves) is replaced by a parse check of the generated script, which
+# exits 0 as the real job does when it succeeds.
+REAL_IMAGE_OF = {"postgres-init": "postgres"}
+ONE_SHOT_STANDIN = {"minio-init": ["/bin/sh", "-n", "/mmstack/minio-init.sh"]}
 STANDIN_HEALTH = ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:{port}/health || exit 1"]
 FAST = {"interval": "1s", "timeout": "3s", "retries": 60, "start_period": "0s"}
+
+
+def development_services() -> list[str]:
+    """What `inv start-dev` starts, from the shipped schema (vLLM is left out: no GPU there)."""
+    from tasks.schema.model import load_stack
+
+    return load_stack(Path(__file__).resolve().parents[2]).environment("development").services
+
+
+ONE_SHOTS = frozenset(REAL_IMAGE_OF) | frozenset(ONE_SHOT_STANDIN)
 
 
 def test_settings(schema: dict[str, Any], project: str, offset: int, images: dict[str, str]) -> dict[str, Any]:
@@ -24,6 +39,12 @@ def test_settings(schema: dict[str, Any], project: str, offset: int, images: dic
         if name in REAL:
             mapping[name] = images[name]
             over["resources"]["memory"] = "512m"
+        elif name in REAL_IMAGE_OF:
+            mapping[name] = images[REAL_IMAGE_OF[name]]
+        elif name in ONE_SHOT_STANDIN:
+            mapping[name] = images["standin"]
+            over["entrypoint"] = {"$replace": ONE_SHOT_STANDIN[name]}
+            over["command"] = {"$delete": True}
         else:
             mapping[name] = images["standin"]
             ports = " ".join(str(p["container"]) for p in spec.get("ports") or [])

@@ -1,7 +1,7 @@
 """The local test images (built by ``tests/images/build.sh``), for tests and benchmarks.
 
     from tests.support.images import ensure_test_images
-    refs = ensure_test_images()     # {"postgres": "mmstack-test/postgres:15", "redis": ..., "standin": ...}
+    refs = ensure_test_images()     # {"postgres": "mmstack-test/postgres:17", "redis": ..., "standin": ...}
 
 Images are built once per machine and reused while their build inputs are unchanged (each carries
 the label ``org.mmstack.test-image.hash``); the first build takes about a minute (debootstrap),
@@ -21,8 +21,8 @@ HASH_LABEL = "org.mmstack.test-image.hash"
 
 # Logical name -> image reference (what build.sh produces).
 IMAGE_REFS: dict[str, str] = {
-    "postgres": "mmstack-test/postgres:15",
-    "redis": "mmstack-test/redis:7",
+    "postgres": "mmstack-test/postgres:17",
+    "redis": "mmstack-test/redis:8",
     "standin": "mmstack-test/standin:1",
 }
 

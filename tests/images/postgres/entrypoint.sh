@@ -1,6 +1,6 @@
 #!/bin/bash
-# Entrypoint of mmstack-test/postgres:15: the environment contract of the official postgres image,
-# for Debian's PostgreSQL 15.
+# Entrypoint of mmstack-test/postgres:17: the environment contract of the official postgres image,
+# for Debian's PostgreSQL 17.
 #
 #   POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE)  superuser password; required unless
 #                                                  POSTGRES_HOST_AUTH_METHOD=trust
