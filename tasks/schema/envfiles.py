@@ -17,12 +17,6 @@ from .generate import env_files_dir
 from .model import TEMPLATES_DIR, Stack
 
 CORE_TEMPLATE = "core"
-DEFAULT_GPU_ENV = {
-    "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-    "VLLM_TENSOR_PARALLEL_SIZE": "1",
-    "VLLM_PIPELINE_PARALLEL_SIZE": "1",
-    "VLLM_GPU_MEMORY_UTILIZATION": "0.85",
-}
 
 
 @dataclass(frozen=True)
@@ -35,12 +29,15 @@ class RenderedEnv:
 
 
 def gpu_context(gpu_plan: dict[str, Any] | None) -> dict[str, Any]:
-    """What templates see as ``gpu``: the saved plan's settings, or safe single-GPU defaults."""
+    """What templates see as ``gpu``: the saved plan's NCCL settings and the worker's GPUs.
+
+    Only ``nccl_env`` reaches vLLM's environment (a plan saved by an older mmstack also carried
+    device and engine variables that vLLM does not read, or misreads); without a plan, nothing.
+    """
     if not gpu_plan:
-        return {"env": dict(DEFAULT_GPU_ENV), "args": [], "worker_devices": [], "cpu_only": False,
-                "planned": False}
+        return {"env": {}, "args": [], "worker_devices": [], "cpu_only": False, "planned": False}
     return {
-        "env": {k: str(v) for k, v in (gpu_plan.get("vllm_env") or {}).items()},
+        "env": {k: str(v) for k, v in (gpu_plan.get("nccl_env") or {}).items()},
         "args": list(gpu_plan.get("vllm_args") or []),
         "worker_devices": list(gpu_plan.get("worker_device_ids") or []),
         "cpu_only": bool(gpu_plan.get("cpu_only")),

@@ -148,8 +148,8 @@ class Stack:
         todo = list(names)
         while todo:
             name = todo.pop()
-            if name in seen:
-                continue
+            if name in seen or name not in services:
+                continue  # an unknown name is reported by the semantic checks
             seen.add(name)
             todo.extend((services[name].get("depends_on") or {}).keys())
         return [s for s in services if s in seen]
@@ -458,7 +458,7 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
         if db:
             if db["name"] in db_names:
                 err(("services", svc, "database", "name"),
-                    f"database {db['name']!r} is already {db_names[db['name']]!r}'s",
+                    f"database {db['name']!r} is already the database of {db_names[db['name']]!r}",
                     fix="give every service a database of its own: a shared one lets one service destroy another's data")
             db_names[db["name"]] = svc
             if db["password"] not in secrets_declared:

@@ -169,5 +169,9 @@ def consumers_in(stack: Stack, env: str, secrets: set[str]) -> list[str]:
 
 
 def rekey_note(name: str) -> str | None:
+    if name.endswith("_db_password"):
+        # A consumer's role password is set by postgres-init, which runs only with a start.
+        return ("postgres-init sets the new password at the next start: run `inv start-<env>` "
+                "(a restart of the consumer alone does not re-run postgres-init)")
     return REKEY_NOTES.get(name)
 

@@ -55,8 +55,13 @@ def test_json_output_is_one_parseable_document(stack: Path) -> None:
     proc = run_inv(stack, "generate-compose", "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["recap"]["changed"] == 6 and doc["recap"]["failed"] == 0
-    assert {r["item"] for r in doc["results"] if r["status"] == "changed"} >= {"compose.yml", "compose.gpu.yml"}
+    changed = {r["item"] for r in doc["results"] if r["status"] == "changed"}
+    # Six compose files, and the config files of the four environments whose services mount them
+    # (elk runs none of LiteLLM, PostgreSQL or MinIO).
+    configs = {f"config/{env}/{name}" for env in ("development", "staging", "production", "gpu")
+               for name in ("litellm.yaml", "postgres-init.sql", "minio-init.sh")}
+    assert changed == {"compose.yml", *(f"compose.{e}.yml" for e in ("development", "staging", "production", "gpu", "elk"))} | configs
+    assert doc["recap"]["changed"] == len(changed) and doc["recap"]["failed"] == 0
 
 
 def test_check_mode_writes_nothing_and_says_what_would_change(stack: Path) -> None:
@@ -65,7 +70,9 @@ def test_check_mode_writes_nothing_and_says_what_would_change(stack: Path) -> No
     assert proc.returncode == 0, proc.stderr
     assert "changed (check): [compose.yml] absent" in proc.stdout
     assert "+++ compose.yml (desired)" in proc.stdout
-    assert "RECAP (check mode, nothing changed) ok=1 changed=6" in proc.stdout
+    assert "changed (check): [config/production/postgres-init.sql] absent" in proc.stdout
+    # Six compose files and three config files for each of the four environments that mount them.
+    assert "RECAP (check mode, nothing changed) ok=1 changed=18 " in proc.stdout
     assert snapshot(stack) == before
     assert not (stack / ".mmstack").exists()
 

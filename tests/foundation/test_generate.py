@@ -31,6 +31,8 @@ PORTS = {"vllm": 8000, "litellm": 4000, "multimodal-worker": 8001, "retrieval-pr
          "ai-agents": 8003, "memory-system": 8004, "search-engine": 8005, "user-management": 8006,
          "openwebui": 3030, "n8n": 5678, "n8n-monitoring": 5679, "prometheus": 9090,
          "grafana": 3000, "elasticsearch": 9200, "kibana": 5601, "logstash": 9600}
+# Jobs that run at every start and exit; others wait for them with `completed`.
+ONE_SHOTS = {"postgres-init", "minio-init"}
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +64,20 @@ def _config(stack, compose: tuple[str, ...], args: list[str]) -> subprocess.Comp
 
 
 def test_schema_declares_all_twenty_services_with_their_ports(stack) -> None:
-    assert set(stack.service_names) == SERVICES
+    assert set(stack.service_names) == SERVICES | ONE_SHOTS
     base = stack.resolved_services()
     for name, port in PORTS.items():
         assert port in [p["host"] for p in base[name]["ports"]], name
+    # The one-shots serve nothing: no port, no restart, and a label that says what they are.
+    assert stack.one_shot_services == ONE_SHOTS
+    doc = compose_documents(stack)["compose.yml"]["services"]
+    for name in ONE_SHOTS:
+        assert not base[name].get("ports"), name
+        assert "ports" not in doc[name], name
+        assert doc[name]["restart"] == "no", name
+        assert doc[name]["labels"]["org.mmstack.one-shot"] == "true", name
+    for name in SERVICES:
+        assert "org.mmstack.one-shot" not in doc[name]["labels"], name
 
 
 def test_generation_is_deterministic(stack) -> None:
@@ -113,11 +125,18 @@ def test_environment_runs_exactly_its_services(stack, compose) -> None:
         proc = _config(stack, compose, environment_file_set(env).args())
         services = set(json.loads(proc.stdout)["services"])
         assert services == set(stack.environment(env).services), env
+    # development reserves no GPU: vLLM (gpu_only) is left out, and nothing in it needs vLLM.
+    assert stack.environment("development").left_out == ["vllm"]
+    assert "vllm" not in stack.environment("development").services
+    for env in ("staging", "production", "gpu"):
+        assert "vllm" in stack.environment(env).services and not stack.environment(env).left_out, env
     proc = _config(stack, compose, ["-f", "compose.yml", "--profile", "core"])
-    assert set(json.loads(proc.stdout)["services"]) == {"postgres", "redis", "qdrant", "minio"}
+    assert set(json.loads(proc.stdout)["services"]) == {"postgres", "postgres-init", "redis", "qdrant",
+                                                        "minio", "minio-init"}
     proc = _config(stack, compose, ["-f", "compose.yml", "--profile", "inference"])
-    # A stack pulls in what it depends on, so it can start on its own.
-    assert set(json.loads(proc.stdout)["services"]) == {"vllm", "litellm", "postgres"}
+    # A stack pulls in what it depends on, so it can start on its own: LiteLLM waits for its
+    # database (postgres-init), and no longer for vLLM.
+    assert set(json.loads(proc.stdout)["services"]) == {"vllm", "litellm", "postgres", "postgres-init"}
 
 
 def test_overlays_replace_instead_of_merging(stack, compose) -> None:
@@ -130,21 +149,39 @@ def test_overlays_replace_instead_of_merging(stack, compose) -> None:
     assert dev["services"]["postgres"]["restart"] == "no"
     # Compose resolved the env files the overlay references: what is rendered is what runs.
     environment = dev["services"]["postgres"]["environment"]
-    assert environment["MMSTACK_ENV"] == "development"
-    assert environment["LOG_LEVEL"] == "DEBUG"
+    assert environment["MMSTACK_ENV"] == "development" and environment["TZ"] == "UTC"
     assert environment["POSTGRES_USER"].startswith("Test") and environment["POSTGRES_DB"] == "mmstack"
+    # The environment's log level reaches each service in the form that service reads.
+    assert dev["services"]["litellm"]["environment"]["LITELLM_LOG"] == "DEBUG"
+    assert merged["services"]["litellm"]["environment"]["LITELLM_LOG"] == "INFO"
+    # LiteLLM reads its model list from the environment's own config file, mounted read-only.
+    for env, doc in (("development", dev), ("production", merged)):
+        litellm = doc["services"]["litellm"]
+        assert litellm["command"] == ["--config", "/app/config.yaml", "--port", "4000"]
+        mounts = [(v["type"], v["source"], v["target"], v.get("read_only")) for v in litellm["volumes"]]
+        assert mounts == [("bind", str(stack.root / f"config/{env}/litellm.yaml"), "/app/config.yaml", True)], env
 
 
 def test_gpu_environment_reserves_devices_from_the_plan(stack) -> None:
-    plan = {"vllm_device_ids": ["GPU-a", "GPU-b"], "worker_device_ids": [], "cpu_only": False}
+    plan = {"vllm_device_ids": ["GPU-a", "GPU-b"], "worker_device_ids": [], "cpu_only": False,
+            "tensor_parallel": 2, "pipeline_parallel": 1, "memory_utilization": 0.85,
+            "max_model_len": 16384}
     doc = compose_documents(stack, plan)["compose.gpu.yml"]
     devices = doc["services"]["vllm"]["deploy"].value["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "capabilities": ["gpu"], "device_ids": ["GPU-a", "GPU-b"]}]
+    # The plan reaches vLLM on its command line (it reads no environment for it).
+    command = doc["services"]["vllm"]["command"].value
+    assert command[0] == "Qwen/Qwen2.5-7B-Instruct"
+    for flag, value in (("--tensor-parallel-size", "2"), ("--pipeline-parallel-size", "1"),
+                        ("--gpu-memory-utilization", "0.85"), ("--max-model-len", "16384")):
+        assert command[command.index(flag) + 1] == value, flag
     # No GPU left for the worker: it runs in CPU mode, with no reservation.
     worker = doc["services"]["multimodal-worker"].get("deploy")
     assert worker is None or "reservations" not in worker.value["resources"]
     dev = compose_documents(stack, plan)["compose.development.yml"]
-    assert "deploy" not in dev["services"]["vllm"], "development does not use the GPU"
+    assert "vllm" not in dev["services"], "development has no GPU, so vLLM is left out"
+    assert all("deploy" not in svc or "reservations" not in svc["deploy"].value["resources"]
+               for svc in dev["services"].values()), "development does not use the GPU"
 
 
 def test_host_port_offset_moves_every_published_port(stack) -> None:

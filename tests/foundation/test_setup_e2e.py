@@ -60,12 +60,12 @@ def test_check_and_diff_after_a_schema_edit_show_only_that_change(tmp_path: Path
     stack = make_stack_copy(tmp_path / "stack")
     assert run_inv(stack, "setup").returncode == 0
     schema = stack / "schemas" / "compose-schema.yaml"
-    schema.write_text(schema.read_text().replace("image: prom/prometheus:v2.55.1", "image: prom/prometheus:v2.55.2"))
+    schema.write_text(schema.read_text().replace("image: prom/prometheus:v3.14.0", "image: prom/prometheus:v3.14.1"))
     before = snapshot(stack)
     proc = run_inv(stack, "setup", "--check", "--diff")
     assert proc.returncode == 0, proc.stderr
     changed = [l for l in proc.stdout.splitlines() if l.startswith("changed")]
     assert changed == ["changed (check): [compose.yml] content differs"]
-    assert "-    image: prom/prometheus:v2.55.1" in proc.stdout
-    assert "+    image: prom/prometheus:v2.55.2" in proc.stdout
+    assert "-    image: prom/prometheus:v3.14.0" in proc.stdout
+    assert "+    image: prom/prometheus:v3.14.1" in proc.stdout
     assert snapshot(stack) == before

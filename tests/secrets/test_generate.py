@@ -101,9 +101,14 @@ def test_shipped_schema_rules_meet_service_requirements() -> None:
     assert len(values["kibana_encryption_key"]) >= 32  # Kibana: at least 32 characters
     assert len(values["minio_root_user"]) >= 3 and len(values["minio_root_password"]) >= 8  # MinIO
     assert len(values["elastic_password"]) >= 6  # Elasticsearch
-    for user in ("postgres_user", "minio_root_user", "grafana_admin_user", "n8n_basic_auth_user"):
+    for app in ("multimodal_worker", "search_engine"):  # MinIO: access key >= 3, secret key >= 8
+        assert len(values[f"{app}_s3_access_key"]) >= 3 and len(values[f"{app}_s3_secret_key"]) >= 8
+    for user in ("postgres_user", "minio_root_user", "grafana_admin_user",
+                 "multimodal_worker_s3_access_key", "search_engine_s3_access_key"):
         assert values[user] not in {"postgres", "minioadmin", "admin", "root"}
         assert values[user][0].isalpha()
+    # n8n has had no basic auth since 1.0: nothing may generate credentials for it.
+    assert not any(name.startswith("n8n_basic_auth") for name in declared)
 
 
 def test_hand_set_values() -> None:

@@ -204,7 +204,8 @@ def test_rotate_by_service(stack_dir: Path) -> None:
     assert "postgres_password" in result.rekey  # ALTER ROLE needed: said plainly
     assert "ALTER ROLE" in cap.err.getvalue()
     assert "- postgres_password: ********\n+ postgres_password: ********" in cap.text
-    assert "litellm" in result.restart["production"] and "n8n" in result.restart["production"]
+    # Only the superuser's own clients present it: every application has a role of its own.
+    assert result.restart["production"] == ["postgres", "postgres-init"]
     assert_no_values(cap.text, before)
     assert_no_values(cap.text, after)
 
@@ -212,10 +213,18 @@ def test_rotate_by_service(stack_dir: Path) -> None:
 def test_rotate_include_users_and_data_keys_only_by_name(stack_dir: Path) -> None:
     setup(stack_dir)
     cap = make_run(stack_dir)
-    result = api.rotate_secrets_step(cap.run, stack_of(stack_dir), service="n8n", env="production",
-                                     include_users=True)
-    assert result.rotated["production"] == ["n8n_basic_auth_user", "n8n_basic_auth_password"]
+    result = api.rotate_secrets_step(cap.run, stack_of(stack_dir), service="grafana", env="production")
+    assert result.rotated["production"] == ["grafana_admin_password"]
+    assert "grafana_admin_user" in result.skipped
+    result = api.rotate_secrets_step(make_run(stack_dir).run, stack_of(stack_dir), service="grafana",
+                                     env="production", include_users=True)
+    assert result.rotated["production"] == ["grafana_admin_user", "grafana_admin_password"]
+    result = api.rotate_secrets_step(make_run(stack_dir).run, stack_of(stack_dir), service="n8n",
+                                     env="production", include_users=True)
+    assert result.rotated["production"] == ["n8n_db_password"]
     assert "n8n_encryption_key" in result.skipped
+    # n8n's role password is set by postgres-init, which must run again with it.
+    assert result.restart["production"] == ["postgres-init", "n8n"]
     result = api.rotate_secrets_step(make_run(stack_dir).run, stack_of(stack_dir), env="production",
                                      names=["n8n_encryption_key"])
     assert result.rotated["production"] == ["n8n_encryption_key"]
@@ -228,7 +237,8 @@ def test_rotate_check_mode_changes_nothing(stack_dir: Path) -> None:
     cap = make_run(stack_dir, check=True)
     result = api.rotate_secrets_step(cap.run, stack_of(stack_dir), service="litellm")
     assert all_values(stack_dir) == before
-    assert result.rotated["production"] == ["litellm_master_key"]
+    assert result.rotated["production"] == ["litellm_master_key", "litellm_db_password"]
+    assert "litellm_salt_key" in result.skipped
     assert "would rotate" in cap.text
 
 
@@ -301,7 +311,21 @@ def test_running_probe_narrows_the_restart_list(stack_dir: Path, monkeypatch: py
 def test_consumers_and_owners_follow_the_templates(stack_dir: Path) -> None:
     uses = secret_uses(stack_of(stack_dir))
     assert uses["postgres_password"].owner == "postgres"
-    assert {"postgres", "litellm", "n8n", "user-management"} <= set(uses["postgres_password"].consumers)
+    # The superuser's password reaches PostgreSQL and the job that creates the roles, nothing else.
+    assert uses["postgres_password"].consumers == ("postgres", "postgres-init")
+    # Each role's password reaches its service and postgres-init; each MinIO key, its service
+    # and minio-init; the MinIO root credentials, MinIO and minio-init only.
+    for svc in ("litellm", "n8n", "multimodal-worker", "ai-agents", "memory-system", "user-management"):
+        use = uses[f"{svc.replace('-', '_')}_db_password"]
+        assert (use.owner, set(use.consumers)) == (svc, {svc, "postgres-init"}), use.name
+    for svc in ("multimodal-worker", "search-engine"):
+        for which in ("access_key", "secret_key"):
+            use = uses[f"{svc.replace('-', '_')}_s3_{which}"]
+            assert (use.owner, set(use.consumers)) == (svc, {svc, "minio-init"}), use.name
+    for name in ("minio_root_user", "minio_root_password"):
+        assert uses[name].consumers == ("minio", "minio-init")
+    assert owned_secrets(stack_of(stack_dir), "postgres-init") == []
+    assert owned_secrets(stack_of(stack_dir), "minio-init") == []
     assert uses["jwt_secret"].owner == "user-management" and uses["jwt_secret"].consumers == ("user-management",)
     assert uses["elastic_password"].owner == "elasticsearch"
     assert set(uses["elastic_password"].consumers) == {"elasticsearch", "kibana", "logstash"}
