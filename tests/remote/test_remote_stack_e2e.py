@@ -124,8 +124,10 @@ def test_remote_deploy_brings_the_stack_up_through_ssh(
         code, doc = run_json(capsys, remote_status, c, hosts="h1", inventory=inv)
         assert code == 0, doc
         rows = {r["service"]: r for r in doc["status"]["h1"]["services"]}
-        assert set(rows) == set(ids)
-        assert all(r["state"] == "running" and r["health"] == "healthy" for r in rows.values())
+        assert set(rows) == set(ids) | ONE_SHOTS
+        assert all(r["state"] == "running" and r["health"] == "healthy"
+                   for s, r in rows.items() if s not in ONE_SHOTS)
+        assert all(rows[s]["exit_code"] == 0 and not rows[s]["failed"] for s in ONE_SHOTS)
         assert rows["postgres"]["url"] == f"tcp://127.0.0.1:{5432 + offset}"
 
         # No secret value ever reached a command line or a command's environment.
