@@ -15,7 +15,6 @@ import os
 import re
 import stat
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,9 +36,8 @@ from tasks.schema.configfiles import (
 from tasks.schema.inference import kv_bytes_per_token, planner_inputs, vllm_command
 from tasks.schema.model import load_stack
 from tasks.schema.steps import desired_stack_files
+from tests.support.schemaedit import Case, line_of, write_mutated
 from tests.support.stackcopy import REPO, make_stack_copy, run_inv
-
-SCHEMA = Path("schemas/compose-schema.yaml")
 PLANS = REPO / "tests" / "gpu" / "plans"
 GPU_FLAGS = ("--tensor-parallel-size", "--pipeline-parallel-size", "--gpu-memory-utilization")
 
@@ -280,17 +278,6 @@ def test_litellm_config_routes_the_served_model_to_vllm_by_reference(stack) -> N
 
 # -- semantic errors (model.py) ----------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Case:
-    name: str
-    anchor: str  # the mutation applies to the first `old` after this text
-    old: str
-    new: str
-    key_path: str
-    message: str
-    line_of: str | None = None  # text whose line the error must point at (default: `new`)
-
-
 CASES = [
     Case("database-shared", "  n8n:\n", "database: {name: n8n, password: n8n_db_password}",
          "database: {name: litellm, password: n8n_db_password}",
@@ -315,24 +302,10 @@ CASES = [
 ]
 
 
-def _mutate(text: str, case: Case) -> str:
-    start = text.index(case.anchor) if case.anchor else 0
-    at = text.index(case.old, start)
-    return text[:at] + case.new + text[at + len(case.old):]
-
-
-def _line(text: str, needle: str, after: str = "") -> int:
-    start = text.index(after) if after else 0
-    return text[: text.index(needle, start)].count("\n") + 1
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_semantic_error(case: Case, tmp_path: Path) -> None:
     stack_dir = make_stack_copy(tmp_path / "stack")
-    original = (stack_dir / SCHEMA).read_text()
-    mutated = _mutate(original, case)
-    assert mutated != original
-    (stack_dir / SCHEMA).write_text(mutated)
+    mutated = write_mutated(stack_dir, case)
 
     proc = run_inv(stack_dir, "generate-compose")
 
@@ -341,7 +314,7 @@ def test_semantic_error(case: Case, tmp_path: Path) -> None:
     assert case.message in proc.stderr, proc.stderr
     assert case.key_path in proc.stderr, proc.stderr
     needle = case.line_of or case.new.strip().splitlines()[-1].strip()
-    line = _line(mutated, needle, case.anchor)
+    line = line_of(mutated, needle, case.anchor)
     # One line names it all: file:line, the key path, what is wrong.
     assert f"schemas/compose-schema.yaml:{line}: {case.key_path}: {case.message}" in proc.stderr, proc.stderr
     assert not list(stack_dir.glob("compose*.yml")), "nothing may be written when the schema is invalid"

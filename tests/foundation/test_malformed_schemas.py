@@ -7,25 +7,12 @@ the key path and a fix, with no traceback and no file written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.schemaedit import SCHEMA, Case, line_of, mutate, write_mutated
 from tests.support.stackcopy import make_stack_copy, run_inv
-
-SCHEMA = Path("schemas/compose-schema.yaml")
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    anchor: str  # the mutation applies to the first `old` after this text
-    old: str
-    new: str
-    key_path: str | None
-    message: str
-    line_of: str | None = None  # text whose line the error must point at (default: `new`)
 
 
 CASES = [
@@ -77,17 +64,6 @@ CASES = [
 ]
 
 
-def _mutate(text: str, case: Case) -> str:
-    start = text.index(case.anchor) if case.anchor else 0
-    at = text.index(case.old, start)
-    return text[:at] + case.new + text[at + len(case.old):]
-
-
-def _line(text: str, needle: str, after: str = "") -> int:
-    start = text.index(after) if after else 0
-    return text[: text.index(needle, start)].count("\n") + 1
-
-
 def test_at_least_fifteen_kinds() -> None:
     assert len({c.name for c in CASES}) >= 15
 
@@ -95,10 +71,7 @@ def test_at_least_fifteen_kinds() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_malformed_schema(case: Case, tmp_path: Path) -> None:
     stack = make_stack_copy(tmp_path / "stack")
-    original = (stack / SCHEMA).read_text()
-    mutated = _mutate(original, case)
-    assert mutated != original
-    (stack / SCHEMA).write_text(mutated)
+    mutated = write_mutated(stack, case)
 
     proc = run_inv(stack, "generate-compose")
 
@@ -110,18 +83,18 @@ def test_malformed_schema(case: Case, tmp_path: Path) -> None:
         assert case.key_path in proc.stderr
     if case.name != "yaml-syntax" and case.name != "dependency-cycle":
         needle = case.line_of or case.new.strip().splitlines()[0]
-        line = _line(mutated, needle, case.anchor)
+        line = line_of(mutated, needle, case.anchor)
         assert f"schemas/compose-schema.yaml:{line}:" in proc.stderr, proc.stderr
     assert not list(stack.glob("compose*.yml")), "nothing may be written when the schema is invalid"
 
 
-def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+def test_yaml_syntax_error_names_theline_of(tmp_path: Path) -> None:
     stack = make_stack_copy(tmp_path / "stack")
     text = (stack / SCHEMA).read_text().replace("    description: MinIO", "   description: [MinIO", 1)
     (stack / SCHEMA).write_text(text)
     proc = run_inv(stack, "validate-schema")
     assert proc.returncode == 1
-    bad = _line(text, "   description: [MinIO")
+    bad = line_of(text, "   description: [MinIO")
     # PyYAML reports the line where it noticed the problem: the broken line or the next one.
     assert any(f"compose-schema.yaml:{n}:" in proc.stderr for n in (bad, bad + 1)), proc.stderr
 
@@ -129,7 +102,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_all_errors_reported_at_once(tmp_path: Path) -> None:
     stack = make_stack_copy(tmp_path / "stack")
     text = (stack / SCHEMA).read_text()
-    text = _mutate(text, CASES[1])
+    text = mutate(text, CASES[1])
     text = text.replace("resources: {memory: 512m, cpus: 0.5}", "resources: {memory: 512m, cpus: half}", 1)
     (stack / SCHEMA).write_text(text)
     proc = run_inv(stack, "validate-schema", "--json")
