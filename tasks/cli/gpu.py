@@ -97,10 +97,10 @@ def _model_inputs(run: Run, model: str | None) -> dict[str, Any]:
 
     stack = load_stack(run.stack)
     if model:
-        if model not in stack.models:
+        entry = stack.model_entry(model)
+        if entry is None:
             raise ConfigError(f"unknown model {model!r}", key_path="models",
                               fix=f"use one of: {', '.join(stack.models) or '(none declared)'}")
-        entry = {"key": model, **stack.models[model]}
     else:
         entry = stack.served_model(GPU_ENVIRONMENT) if GPU_ENVIRONMENT in stack.environment_names else None
     return planner_inputs(entry) if entry else {}

@@ -252,7 +252,7 @@ def plan_gpus(facts: GpuFacts, overrides: PlanOverrides | Mapping[str, Any] | No
             f"tensor parallel {o.tensor_parallel} does not divide the {o.attention_heads} attention "
             f"heads of {o.model or 'the model'}: vLLM refuses to start",
             key_path="mmstack.gpu.tensor_parallel",
-            fix=f"use one of: {', '.join(str(d) for d in _divisors(o.attention_heads, len(candidates)))}")
+            fix=f"use one of: {', '.join(str(d) for d in _tp_sizes(o.attention_heads, len(candidates)))}")
     if o.tensor_parallel:
         sizes = [o.tensor_parallel * pp]
         if sizes[0] > len(candidates):
@@ -262,8 +262,7 @@ def plan_gpus(facts: GpuFacts, overrides: PlanOverrides | Mapping[str, Any] | No
                 key_path="mmstack.gpu.tensor_parallel",
                 fix="lower --tensor-parallel / --pipeline-parallel, or free or pin more GPUs")
     else:
-        sizes = [pp * 2**k for k in range(8) if pp * 2**k <= len(candidates)
-                 and (not o.attention_heads or o.attention_heads % 2**k == 0)]
+        sizes = [pp * tp for tp in _tp_sizes(o.attention_heads, len(candidates) // pp)]
         if not sizes:
             raise ConfigError(f"pipeline parallel {pp} needs {pp} GPUs, but only "
                               f"{len(candidates)} usable GPU(s) are available",
@@ -317,8 +316,10 @@ def plan_gpus(facts: GpuFacts, overrides: PlanOverrides | Mapping[str, Any] | No
 plan_gpu = plan_gpus  # the name the remote deploy looks up
 
 
-def _divisors(heads: int, most: int) -> list[int]:
-    return [d for d in (2**k for k in range(8)) if d <= max(1, most) and heads % d == 0]
+def _tp_sizes(heads: int | None, most: int) -> list[int]:
+    """Tensor-parallel sizes to try: powers of two up to ``most`` that divide ``heads`` (any
+    power of two when the heads are not known)."""
+    return [tp for tp in (2**k for k in range(8)) if tp <= most and (not heads or heads % tp == 0)]
 
 
 def _weights_fit(candidates: list[Gpu], n: int, o: PlanOverrides) -> bool:

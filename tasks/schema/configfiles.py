@@ -23,10 +23,9 @@ from typing import Any
 import yaml
 
 from .generate import config_dir
-from .inference import litellm_config
+from .inference import VLLM_URL, litellm_config
 from .model import Stack
 
-VLLM_URL = "http://vllm:8000/v1"
 MC_ALIAS = "mms"
 
 

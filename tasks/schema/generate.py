@@ -22,6 +22,9 @@ from .inference import vllm_command
 from .model import Environment, Stack
 
 BASE_FILE = "compose.yml"
+# Set on services another waits for with `completed` (postgres-init, minio-init): they run at
+# every start and exit; status, start and the security scan read it.
+ONE_SHOT_LABEL = "org.mmstack.one-shot"
 ENV_DIR = "env"
 SERVICE_KEY_ORDER = (
     "image", "profiles", "command", "entrypoint", "user", "restart", "env_file", "environment",
@@ -87,11 +90,10 @@ def compose_documents(stack: Stack, gpu_plan: dict[str, Any] | None = None) -> d
         name: translate_service(stack, name, spec, stack_default_bind(), profiles[name])
         for name, spec in base_specs.items()
     }
-    default_model = stack.models.get(stack.data.get("default_model") or "")
+    default_model = stack.model_entry(stack.data.get("default_model"))
     for name, spec in base_specs.items():
         if spec.get("model_server") and default_model:
-            base_services[name]["command"] = vllm_command(
-                {"key": stack.data["default_model"], **default_model}, None)
+            base_services[name]["command"] = vllm_command(default_model, None)
     docs: dict[str, dict[str, Any]] = {
         BASE_FILE: {
             "name": stack.project,
@@ -210,7 +212,7 @@ def translate_service(stack: Stack, name: str, spec: dict[str, Any], bind: str,
         "org.mmstack.stack": stack.stack_of(name) or "",
     }
     if name in stack.one_shot_services:
-        out["labels"]["org.mmstack.one-shot"] = "true"
+        out["labels"][ONE_SHOT_LABEL] = "true"
     return out
 
 

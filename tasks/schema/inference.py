@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 VLLM_PORT = 8000
+VLLM_URL = f"http://vllm:{VLLM_PORT}/v1"  # vLLM's OpenAI API on the stack's network
 LITELLM_CONFIG_TARGET = "/app/config.yaml"
 # Bytes per KV-cache element: a catalogue model's dtype (or kv_cache_dtype when it is fp8).
 _DTYPE_BYTES = {"auto": 2, "bfloat16": 2, "float16": 2, "float32": 4, "fp8": 1}

@@ -134,12 +134,15 @@ class Stack:
     def models(self) -> dict[str, dict[str, Any]]:
         return dict(self.data.get("models") or {})
 
-    def served_model(self, env: str) -> dict[str, Any] | None:
-        """The catalogue entry vLLM serves in ``env`` (with its key as ``key``), or None."""
-        key = self.environment(env).model
+    def model_entry(self, key: str | None) -> dict[str, Any] | None:
+        """The catalogue entry ``key`` (with the key itself as ``key``), or None."""
         if not key or key not in self.models:
             return None
         return {"key": key, **self.models[key]}
+
+    def served_model(self, env: str) -> dict[str, Any] | None:
+        """The catalogue entry vLLM serves in ``env``, or None."""
+        return self.model_entry(self.environment(env).model)
 
     def dependency_closure(self, names: list[str]) -> list[str]:
         """``names`` plus everything they depend on, in schema order."""

@@ -21,6 +21,7 @@ from typing import Any, Iterable
 import yaml
 
 from . import patterns as P
+from ..schema.generate import ONE_SHOT_LABEL
 from .rules import Finding, finding, mask
 from .yamllines import YMap, YSeq, error_line, load_documents, merge
 
@@ -496,7 +497,7 @@ def _compose_production(out: _Out, services: YMap, *, only_defined: bool) -> Non
         disabled = isinstance(hc, YMap) and (hc.get("disable") is True or hc.get("test") in
                                              (["NONE"], "NONE"))
         labels = spec.get("labels")
-        one_shot = isinstance(labels, YMap) and labels.get("org.mmstack.one-shot") == "true"
+        one_shot = isinstance(labels, YMap) and labels.get(ONE_SHOT_LABEL) == "true"
         if (hc is None or disabled) and not one_shot:
             why = "disabled" if disabled else "none"
             line_file, line = (spec.loc("healthcheck") if disabled else (svc_file, svc_line))

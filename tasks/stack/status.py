@@ -7,9 +7,7 @@ from typing import Any
 
 HTTP_TEMPLATES = {"http", "http-wget", "http-python"}
 BAD_STATES = {"exited", "dead", "restarting", "removing", "paused", "created", "missing"}
-# Set by the generator on services others wait for with `completed` (postgres-init, minio-init):
-# their container runs at every start and exits; exit code 0 is their healthy state.
-ONE_SHOT_LABEL = "org.mmstack.one-shot"
+from ..schema.generate import ONE_SHOT_LABEL
 
 
 def labels_of(entry: dict[str, Any]) -> dict[str, str]:
@@ -56,14 +54,19 @@ class Row:
     one_shot: bool = False
 
     @property
+    def completed(self) -> bool:
+        """A one-shot that ran to success: exit code 0 is its healthy state."""
+        return self.one_shot and self.state == "exited" and self.exit_code == 0
+
+    @property
     def failed(self) -> bool:
-        if self.one_shot and self.state == "exited" and self.exit_code == 0:
+        if self.completed:
             return False
         return self.health == "unhealthy" or self.state in BAD_STATES
 
     @property
     def summary(self) -> str:
-        if self.one_shot and self.state == "exited" and self.exit_code == 0:
+        if self.completed:
             return "completed (one-shot, exit code 0)"
         text = self.state + (f" ({self.health})" if self.health else "")
         if self.state == "exited" and self.exit_code is not None:
