@@ -1,4 +1,4 @@
-"""Secrets: `setup-secrets`, `rotate-secrets`, `encrypt-secrets`, `decrypt-secrets`.
+"""Secrets: `setup-secrets`, `rotate-secrets`, `set-secret`, `encrypt-secrets`, `decrypt-secrets`.
 
 Thin tasks: parse arguments, take the lock, call `secrets.api`. Nothing heavy is imported at
 module load (cryptography is imported only when a key is used), so `inv --list` stays fast.
@@ -10,6 +10,53 @@ from __future__ import annotations
 from invoke import Collection, Context, task
 
 from ..engine.run import Run, boundary
+
+
+@task(help={
+    "name": "the external secret to set (declared in the schema as {kind: external})",
+    "env": "only this environment (default: all)",
+    "render": "re-render the env files of the affected environments (default: yes)",
+    "check": "change nothing; report what would be stored",
+    "json": "print the results as JSON",
+})
+@boundary
+def set_secret(c: Context, name: str, env: str | None = None, render: bool = True,
+               check: bool = False, json: bool = False) -> None:
+    """Store a secret only you have (a Hugging Face token), read from standard input."""
+    from ..schema.steps import render_env_step, validate_schema_step
+    from ..secrets.external import set_secret_step
+
+    run = Run.start(c, check=check, json=json)
+    value = _read_secret_value(name)
+    with run.locked():
+        stack = validate_schema_step(run)
+        envs = set_secret_step(run, stack, name, value, env)
+        if render and not check:
+            show_diff, run.reporter.show_diff = run.reporter.show_diff, False
+            try:
+                for e in envs:
+                    render_env_step(run, stack, e)
+            finally:
+                run.reporter.show_diff = show_diff
+    run.finish()
+
+
+def _read_secret_value(name: str) -> str:
+    """The value, from a prompt without echo on a terminal, else all of standard input."""
+    import getpass
+    import sys
+
+    from ..engine.errors import ConfigError
+
+    if sys.stdin.isatty():
+        value = getpass.getpass(f"value of {name} (not echoed): ")
+    else:
+        value = sys.stdin.read()
+    value = value.strip()
+    if not value:
+        raise ConfigError(f"no value for {name} on standard input",
+                          fix=f"`printf %s \"$TOKEN\" | inv set-secret --name {name}`, or run it on a terminal")
+    return value
 
 
 @task(help={
@@ -110,6 +157,7 @@ def decrypt_secrets(c: Context, check: bool = False, json: bool = False) -> None
 ns = Collection("secrets")
 ns.add_task(setup_secrets, "setup-secrets")
 ns.add_task(rotate_secrets, "rotate-secrets")
+ns.add_task(set_secret, "set-secret")
 ns.add_task(encrypt_secrets, "encrypt-secrets")
 ns.add_task(decrypt_secrets, "decrypt-secrets")
 ns.configure({"mmstack": {"secrets": {"key_env": "MMSTACK_SECRETS_KEY", "key_file": None}}})

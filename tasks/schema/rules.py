@@ -161,7 +161,7 @@ OVERRIDES = {
 SECRET = {
     "type": "dict",
     "schema": {
-        "kind": {"type": "string", "allowed": ["password", "username", "hex", "token"]},
+        "kind": {"type": "string", "allowed": ["password", "username", "hex", "token", "external"]},
         "length": {"type": "integer", "min": 8, "max": 512},
         "bytes": {"type": "integer", "min": 16, "max": 256},
         "prefix": {"type": "string", "regex": r"^[A-Za-z0-9_-]*$"},

@@ -17,7 +17,7 @@ from ..engine.files import MASK
 from ..engine.run import Run, config_value
 from ..schema.model import Stack
 from .consumers import DATA_KEYS, consumers_in, owned_secrets, rekey_note, secret_uses
-from .generate import is_user_kind, rule_problems, validate_secret_value
+from .generate import is_external, is_user_kind, rule_problems, validate_secret_value
 from .plan import SecretChange, apply_to, changes, plan_secrets
 from .store import DEFAULT_KEY_ENV, NEW_KEY_HINT, KeyProvider, SecretStore, write_new_key_file
 
@@ -130,17 +130,19 @@ def load_environment_secrets(run: Run, stack: Stack, env: str) -> dict[str, str]
                            file=store.label(env), fix=SETUP_FIX)
     values = store.load(env)
     declared = stack.secret_declarations
-    missing = [n for n in declared if n not in values]
+    # An external secret (set by the user) may be absent: templates ask whether it is defined.
+    missing = [n for n, rule in declared.items() if n not in values and not is_external(rule)]
     if missing:
         raise SecretsError(f"secrets not generated yet for environment {env!r}: {', '.join(missing)}",
                            file=store.label(env), fix=SETUP_FIX)
-    problems = [p for n, rule in declared.items() for p in validate_secret_value(n, rule, values[n])]
+    problems = [p for n, rule in declared.items() if n in values
+                for p in validate_secret_value(n, rule, values[n])]
     if problems:
         raise SecretsError("stored secrets break their rules: " + "; ".join(problems),
                            file=store.label(env),
                            fix=f"{SETUP_FIX} to regenerate them (then restart the services that use "
                                "them), or correct the values by hand")
-    return {n: values[n] for n in declared}
+    return {n: values[n] for n in declared if n in values}
 
 
 def all_secret_values(run: Run, stack: Stack) -> set[str]:
@@ -230,6 +232,10 @@ def select_for_rotation(stack: Stack, service: str | None, names: Iterable[str] 
     if unknown:
         raise ConfigError(f"unknown secret(s): {', '.join(unknown)}", key_path="secrets",
                           fix=f"use one of: {', '.join(declared)}")
+    external = [n for n in names if is_external(declared[n])]
+    if external:
+        raise ConfigError(f"{', '.join(external)} is set by you, not generated: nothing to rotate",
+                          key_path="secrets", fix="store the new value with `inv set-secret --name NAME`")
     chosen: list[str] = list(dict.fromkeys(names))
     skipped: dict[str, str] = {}
     if service:
@@ -244,7 +250,9 @@ def select_for_rotation(stack: Stack, service: str | None, names: Iterable[str] 
         for name in owned:
             if name in chosen:
                 continue
-            if is_user_kind(declared[name]) and not include_users:
+            if is_external(declared[name]):
+                skipped[name] = "set by you (external): store a new value with `inv set-secret`"
+            elif is_user_kind(declared[name]) and not include_users:
                 skipped[name] = "a user name (renaming it breaks existing data); pass --include-users"
             elif name in DATA_KEYS:
                 skipped[name] = "encrypts stored data (a new key makes it unreadable); rotate it with --name"

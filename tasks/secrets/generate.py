@@ -8,7 +8,9 @@ value set by hand, never added by default.
 
 Rule fields (see the ``secrets:`` block of the schema):
 
-``kind``      ``password`` (default), ``token``, ``username`` or ``hex``
+``kind``      ``password`` (default), ``token``, ``username``, ``hex``, or ``external``: a value
+              only the user has (a Hugging Face token), never generated; `inv set-secret`
+              stores it, and templates test ``secrets.NAME is defined``
 ``length``    total length *including* ``prefix`` (password, token, username)
 ``bytes``     random bytes of a ``hex`` secret (32 bytes -> 64 hex digits)
 ``prefix``    a fixed start some services require (LiteLLM keys start with ``sk-``)
@@ -31,7 +33,7 @@ SAFE_CHARS = frozenset(LETTERS_DIGITS + "-_.~")
 SAFE_DESCRIPTION = "A-Z a-z 0-9 - _ . ~"
 
 DEFAULT_LENGTH = {"password": 32, "token": 40, "username": 14}
-KINDS = ("password", "token", "username", "hex")
+KINDS = ("password", "token", "username", "hex", "external")
 DEFAULT_HEX_BYTES = 32
 # Minimum random characters in a generated value whatever the rule says (the schema validator
 # enforces the same floor; this guards callers that build rules by hand).
@@ -52,6 +54,10 @@ class Rng(Protocol):
 
 def kind_of(rule: dict[str, Any]) -> str:
     return str(rule.get("kind") or "password")
+
+
+def is_external(rule: dict[str, Any]) -> bool:
+    return kind_of(rule) == "external"
 
 
 def is_user_kind(rule: dict[str, Any]) -> bool:
@@ -98,6 +104,8 @@ def generate_secret(rule: dict[str, Any], rng: Any = _secrets) -> str:
     kind = kind_of(rule)
     if kind not in KINDS:
         raise ValueError(f"unknown secret kind {kind!r}")
+    if kind == "external":
+        raise ValueError("an external secret is set by the user, never generated")
     prefix = str(rule.get("prefix") or "")
     if kind == "hex":
         nbytes = int(rule.get("bytes") or DEFAULT_HEX_BYTES)
@@ -142,6 +150,8 @@ def validate_secret_value(name: str, rule: dict[str, Any], value: Any) -> list[s
         problems.append(f"{name}: contains characters that are unsafe in URLs, YAML or Compose "
                         f"(allowed: {SAFE_DESCRIPTION})")
     kind = kind_of(rule)
+    if kind == "external":
+        return problems  # whatever the user's provider issued, as long as it is safe to render
     if kind == "username":
         if len(value) < 3:
             problems.append(f"{name}: a user name needs at least 3 characters")

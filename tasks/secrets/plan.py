@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .generate import generate_secret, validate_secret_value
+from .generate import generate_secret, is_external, validate_secret_value
 
 ABSENT = "absent"
 ROTATE = "rotation requested"
@@ -66,6 +66,11 @@ def plan_secrets(
         stored = existing.get(env) or {}
         for name, rule in declarations.items():
             rule = rule or {}
+            if is_external(rule):
+                # Only the user has this value: never generated, rotated or replaced here.
+                out.append(SecretNoOp(env, name, "set" if name in stored else
+                                      "not set (external: `inv set-secret` stores it)"))
+                continue
             if name not in stored:
                 out.append(SecretChange(env, name, generator(rule), ABSENT))
                 continue

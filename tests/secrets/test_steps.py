@@ -16,6 +16,7 @@ from tasks.secrets import api
 from tasks.secrets.consumers import owned_secrets, secret_uses
 from tasks.secrets.plan import SecretChange, SecretNoOp, plan_secrets
 from tasks.secrets.store import SecretStore
+from tasks.secrets.generate import is_external
 from tests.secrets.conftest import KEY_ENV
 from tests.secrets.helpers import make_run, stack_of, tree_bytes
 
@@ -43,17 +44,26 @@ def assert_no_values(text: str, values: dict[str, dict[str, str]]) -> None:
 
 # -- setup ---------------------------------------------------------------------------------------
 
+def generated_names(stack) -> set[str]:
+    """What setup-secrets makes: every declared secret but the external ones (set by the user)."""
+    return {n for n, rule in stack.secret_declarations.items() if not is_external(rule)}
+
+
 def test_first_run_generates_everything_per_environment(stack_dir: Path) -> None:
     stack = stack_of(stack_dir)
     cap = setup(stack_dir)
     values = all_values(stack_dir)
     assert sorted(values) == sorted(stack.environment_names)
+    external = set(stack.secret_declarations) - generated_names(stack)
+    assert external == {"hf_token"}
     for env in stack.environment_names:
-        assert set(values[env]) == set(stack.secret_declarations)
+        assert set(values[env]) == generated_names(stack)
     assert values["production"]["postgres_password"] != values["staging"]["postgres_password"]
     results = cap.run.reporter.results
-    assert {r.status for r in results} == {Status.CHANGED}
-    assert len(results) == len(stack.environment_names) * len(stack.secret_declarations)
+    changed = [r for r in results if r.status is Status.CHANGED]
+    assert len(changed) == len(stack.environment_names) * len(generated_names(stack))
+    assert {r.item.rsplit("/", 1)[1] for r in results if r.status is Status.OK} == external
+    assert "ok: [secrets/production/hf_token] not set (external: `inv set-secret` stores it)" in cap.text
     assert "changed: [secrets/production/postgres_password] generated" in cap.text
     assert_no_values(cap.text, values)
 
@@ -63,7 +73,7 @@ def test_second_run_changes_nothing(stack_dir: Path) -> None:
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (stack_dir / ".mmstack/secrets").iterdir()}
     cap = setup(stack_dir)
     assert {r.status for r in cap.run.reporter.results} == {Status.OK}
-    assert all(r.message == "kept" for r in cap.run.reporter.results)
+    assert all(r.message == "kept" for r in cap.run.reporter.results if not r.item.endswith("/hf_token"))
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (stack_dir / ".mmstack/secrets").iterdir()}
     assert before == after
 
@@ -135,7 +145,7 @@ def test_load_environment_secrets(stack_dir: Path) -> None:
     assert info.value.fix == "run `inv setup-secrets`"
     setup(stack_dir)
     got = api.load_environment_secrets(cap.run, stack, "production")
-    assert got == {k: store_of(stack_dir).load("production")[k] for k in stack.secret_declarations}
+    assert got == {k: store_of(stack_dir).load("production")[k] for k in generated_names(stack)}
 
 
 def test_loose_store_modes_are_fixed_and_reported(stack_dir: Path) -> None:
