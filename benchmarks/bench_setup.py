@@ -40,8 +40,6 @@ import jinja2
 import yaml
 
 root = Path(sys.argv[1])
-GPU_DEFAULTS = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "VLLM_TENSOR_PARALLEL_SIZE": "1",
-                "VLLM_PIPELINE_PARALLEL_SIZE": "1", "VLLM_GPU_MEMORY_UTILIZATION": "0.85"}
 loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 schema = yaml.load((root / "schemas/compose-schema.yaml").read_text(), Loader=loader)
 jenv = jinja2.Environment(loader=jinja2.FileSystemLoader(str(root / "env-templates")),
@@ -53,15 +51,37 @@ for env_name, env in schema["environments"].items():
     for stack in env.get("stacks") or []:
         names += schema["stacks"][stack]["services"]
     names += env.get("services") or []
+    if not env.get("gpu"):
+        names = [n for n in names if not schema["services"][n].get("gpu_only")]
+    svcs = schema["services"]
+    dbs = {}
+    for n in names:
+        db = svcs[n].get("database")
+        if db:
+            pw = secrets[db["password"]]
+            dbs[n] = {"name": db["name"], "user": db["name"], "password": pw,
+                      "password_var": "MMSTACK_DB_PASSWORD_" + db["name"].upper(),
+                      "url": f"postgresql://{db['name']}:{pw}@postgres:5432/{db['name']}"}
+    stores = {}
+    for n in names:
+        if svcs[n].get("buckets"):
+            var = "MMSTACK_S3_" + n.upper().replace("-", "_")
+            keys = svcs[n]["object_store_key"]
+            stores[n] = {"access_key": secrets[keys["access_key"]], "secret_key": secrets[keys["secret_key"]],
+                         "buckets": svcs[n]["buckets"], "endpoint": "http://minio:9000",
+                         "access_var": var + "_ACCESS_KEY", "secret_var": var + "_SECRET_KEY"}
+    model_key = env.get("model") or schema.get("default_model")
     ctx = {"project": schema["project"], "env": env_name, "settings": env.get("settings") or {},
-           "secrets": secrets, "gpu": {"env": GPU_DEFAULTS, "args": [], "worker_devices": []},
+           "secrets": secrets, "gpu": {"env": {}, "args": [], "worker_devices": []},
+           "model": {"key": model_key, **schema["models"][model_key]} if model_key else None,
+           "databases": dbs, "object_stores": stores,
            "services": {n: {"port": (s.get("ports") or [{}])[0].get("container")}
-                        for n, s in schema["services"].items()}}
+                        for n, s in svcs.items()}}
     jobs = [("core", "core.env", None)]
-    jobs += [(schema["services"][n]["env_template"], f"{n}.env", n)
-             for n in names if schema["services"][n].get("env_template")]
+    jobs += [(svcs[n]["env_template"], f"{n}.env", n) for n in names if svcs[n].get("env_template")]
     for template, out, service in jobs:
-        body = jenv.get_template(f"{template}.env.j2").render({**ctx, "service": service})
+        body = jenv.get_template(f"{template}.env.j2").render(
+            {**ctx, "service": service, "db": dbs.get(service), "s3": stores.get(service)})
         on_disk = (root / "env" / env_name / out).read_text()
         if not on_disk.endswith(body):
             differs += 1
