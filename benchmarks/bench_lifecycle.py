@@ -83,7 +83,7 @@ def main() -> int:
                   f"(limit 1.30) {'OK' if mi / mb < 1.3 else 'OVER'}")
 
             image = next(c for c in client.containers.list(filters={"label": f"com.docker.compose.project={project}"})
-                         if c.labels.get("com.docker.compose.service") == "vllm").image.id
+                         if c.labels.get("com.docker.compose.service") == "litellm").image.id  # a stand-in
             for i in range(5):
                 client.containers.run(image, detach=True, name=f"{project}-extra-{i}",
                                       labels={"com.docker.compose.project": project,
