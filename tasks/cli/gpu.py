@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json as jsonlib
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 from invoke import Collection, Context, task
 
 from ..engine.errors import ConfigError, GpuError, MmstackError
-from ..engine.run import Run, boundary, resolve
+from ..engine.run import Run, boundary, config_value, resolve, stack_dir_of
 
 if TYPE_CHECKING:
+    from ..remote.inventory import Host
     from ..gpu.facts import GpuFacts
     from ..gpu.plan import GpuPlan
 
@@ -45,14 +47,37 @@ def _gather(c: Context, source: str | None, host: str | None) -> "GpuFacts":
     if src == "nvml":
         raise ConfigError("NVML reads only the local machine", key_path="--source",
                           fix="use --source smi (or auto) with --host")
-    from fabric import Connection  # only remote detection pays for fabric/paramiko
-
+    # Fabric and paramiko load only for remote detection. The connection goes through the one
+    # host-key policy (tasks/remote/hosts.py): an unknown key is refused, never added.
     from ..gpu.smi import gather_via_smi
+    from ..remote.hosts import connected
 
-    with Connection(host) as conn:
+    target = _ssh_target(c, host)
+    with connected(target, c.config) as conn:
         facts = gather_via_smi(conn)
-    facts.host = host
+    facts.host = target.name
     return facts
+
+
+def _ssh_target(c: Context, spec: str) -> "Host":
+    """``--host``: an inventory host's name (its user, key and known_hosts), else ``[user@]address[:port]``."""
+    from ..remote.inventory import Host, load_inventory
+
+    try:
+        inventory = load_inventory(stack_dir_of(c), config_value(c, "remote.inventory"))
+    except ConfigError:
+        # No (valid) inventory: fine for an address, but a bare name meant an inventory host.
+        if not re.search(r"[@.:]", spec):
+            raise
+    else:
+        if spec in inventory.hosts:
+            return inventory.hosts[spec]
+    match = re.fullmatch(r"(?:([^@\s]+)@)?([^@:\s\[\]]+|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?", spec)
+    if not match or (match.group(3) and not 0 < int(match.group(3)) < 65536):
+        raise ConfigError(f"--host {spec!r} is neither an inventory host nor [user@]address[:port]",
+                          key_path="--host", fix="name a host from inventory/, or give user@address[:port]")
+    user, address, port = match.group(1), match.group(2).strip("[]"), match.group(3)
+    return Host(name=spec, address=address, port=int(port or 22), user=user)
 
 
 def _read_facts(path: str) -> "GpuFacts":
@@ -171,7 +196,7 @@ def generate_from_plan(run: Run, plan: "GpuPlan") -> None:
 @task(help={
     "json": "print the facts as JSON (for pipelines: `| inv configure-gpu --facts -`)",
     "source": "auto (NVML, else nvidia-smi), nvml or smi",
-    "host": "detect on this SSH host (user@host) with nvidia-smi",
+    "host": "detect over SSH with nvidia-smi: an inventory host name, or user@address[:port] (its key must be in known_hosts)",
 })
 @boundary
 def detect_gpu(c: Context, json: bool = False, source: str | None = None,
