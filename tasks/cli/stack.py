@@ -172,11 +172,11 @@ def restore(c: Context, archive: str, yes: bool = False, check: bool = False, js
 @boundary
 def reset(c: Context, yes: bool = False, check: bool = False, json: bool = False) -> None:
     """From scratch: wipe --all (secrets included), then `inv setup` with new secrets. One confirmation."""
-    from ..stack.lifecycle import reset_step
+    from ..chains import reset_chain
 
     run = Run.start(c, check=check, json=json)
     with run.locked():
-        reset_step(run, yes)
+        reset_chain(run, yes)
     run.finish()
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from .inference import vllm_command
-from .model import Environment, Stack
+from .model import DEFAULT_BIND_ADDRESS, Environment, Stack
 
 BASE_FILE = "compose.yml"
 # Set on services another waits for with `completed` (postgres-init, minio-init): they run at
@@ -87,7 +87,7 @@ def compose_documents(stack: Stack, gpu_plan: dict[str, Any] | None = None) -> d
     base_specs = stack.resolved_services()
     profiles = service_profiles(stack)
     base_services = {
-        name: translate_service(stack, name, spec, stack_default_bind(), profiles[name])
+        name: translate_service(stack, name, spec, DEFAULT_BIND_ADDRESS, profiles[name])
         for name, spec in base_specs.items()
     }
     default_model = stack.model_entry(stack.data.get("default_model"))
@@ -108,11 +108,6 @@ def compose_documents(stack: Stack, gpu_plan: dict[str, Any] | None = None) -> d
     return docs
 
 
-def stack_default_bind() -> str:
-    # Nothing is published beyond loopback unless an environment or port says so.
-    return "127.0.0.1"
-
-
 def service_profiles(stack: Stack) -> dict[str, list[str]]:
     """For each service, the stacks and environments that run it (dependencies included)."""
     out: dict[str, set[str]] = {name: set() for name in stack.service_names}
@@ -128,7 +123,7 @@ def service_profiles(stack: Stack) -> dict[str, list[str]]:
 def overlay_document(stack: Stack, env: Environment, base_services: dict[str, dict[str, Any]],
                      profiles: dict[str, list[str]], gpu_plan: dict[str, Any] | None) -> dict[str, Any]:
     specs = stack.resolved_services(env.name)
-    bind = env.settings.get("bind_address", stack_default_bind())
+    bind = env.bind_address
     services: dict[str, Any] = {}
     for name in env.services:
         full = translate_service(stack, name, specs[name], bind, profiles[name])

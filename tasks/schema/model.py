@@ -23,6 +23,8 @@ SCHEMA_PATH = Path("schemas/compose-schema.yaml")
 SETTINGS_PATH = Path("mmstack.yaml")
 TEMPLATES_DIR = Path("env-templates")
 RESERVED_NAMES = {"base", "compose", "all", "default"}
+# Nothing is published beyond loopback unless an environment or a port says so.
+DEFAULT_BIND_ADDRESS = "127.0.0.1"
 UNPINNED_TAGS = {"latest", "main", "master", "stable", "edge", "nightly", "dev"}
 
 
@@ -37,6 +39,11 @@ class Environment:
     model: str | None = None  # the key under `models:` that vLLM serves here
     # GPU-only services the environment's stacks name but that cannot run in it (no GPU).
     left_out: list[str] = field(default_factory=list)
+
+    @property
+    def bind_address(self) -> str:
+        """Where published ports listen unless a port says otherwise."""
+        return str(self.settings.get("bind_address", DEFAULT_BIND_ADDRESS))
 
     @property
     def vllm_device(self) -> str:
@@ -588,7 +595,7 @@ def _cycle_errors(src: YamlSource, services: dict[str, Any]) -> list[MmstackErro
 
 def _port_conflicts(stack: Stack, ename: str, env: Environment,
                     specs: dict[str, dict[str, Any]]) -> list[MmstackError]:
-    bind = env.settings.get("bind_address", "0.0.0.0")
+    bind = env.bind_address
     used: dict[tuple[int, str], tuple[str, str]] = {}
     errors: list[MmstackError] = []
     for svc in env.services:

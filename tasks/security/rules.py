@@ -7,8 +7,10 @@ key material, MMS3xx risky configuration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+# The two roles a scanned file can have (see scan.py).
+PLAIN, STORE = "plain", "store"
 SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
 
 
@@ -119,3 +121,23 @@ def mask(value: object) -> str:
     if len(text) >= 8:
         return f"'{text[:2]}…'"
     return "'…'"
+
+
+@dataclass
+class FindingSink:
+    """Findings for one file, as the scanners add them; remembers which lines already carry a secret finding so that
+    the key-material rules do not report the same value twice."""
+
+    file: str
+    role: str
+    findings: list[Finding] = field(default_factory=list)
+    secret_lines: set[int] = field(default_factory=set)
+
+    def add(self, rule_id: str, line: int | None, message: str, file: str | None = None) -> None:
+        # One finding per rule and line: a YAML anchor merged elsewhere, or two ports in one
+        # flow list, are one thing to fix.
+        f = finding(rule_id, file or self.file, line, message)
+        if not any((g.rule_id, g.file, g.line) == (f.rule_id, f.file, f.line) for g in self.findings):
+            self.findings.append(f)
+        if rule_id[3] in "12" and line is not None and (file is None or file == self.file):
+            self.secret_lines.add(line)

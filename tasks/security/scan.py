@@ -21,12 +21,10 @@ from typing import Any, Iterable
 import yaml
 
 from . import patterns as P
-from ..schema.generate import ONE_SHOT_LABEL
-from .rules import Finding, finding, mask
+from .exposure import compose_production, is_production, schema_production
+from .rules import PLAIN, STORE, Finding, FindingSink, mask
 from .yamllines import YMap, YSeq, error_line, load_documents, merge
 
-PLAIN, STORE = "plain", "store"
-PRODUCTION_NAMES = frozenset({"production", "prod"})
 _BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off"})
 # Keys whose values describe how a secret is made, never a secret (schema `secrets:` entries).
 _DECLARATION_KEYS = frozenset({"alphabet", "charset", "chars", "characters", "prefix", "suffix",
@@ -46,31 +44,11 @@ _JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.S)
 _JINJA_ANY = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
 
 
-@dataclass
-class _Out:
-    """Findings for one file; remembers which lines already carry a secret finding so that
-    the key-material rules do not report the same value twice."""
-
-    file: str
-    role: str
-    findings: list[Finding] = field(default_factory=list)
-    secret_lines: set[int] = field(default_factory=set)
-
-    def add(self, rule_id: str, line: int | None, message: str, file: str | None = None) -> None:
-        # One finding per rule and line: a YAML anchor merged elsewhere, or two ports in one
-        # flow list, are one thing to fix.
-        f = finding(rule_id, file or self.file, line, message)
-        if not any((g.rule_id, g.file, g.line) == (f.rule_id, f.file, f.line) for g in self.findings):
-            self.findings.append(f)
-        if rule_id[3] in "12" and line is not None and (file is None or file == self.file):
-            self.secret_lines.add(line)
-
-
 # ----------------------------------------------------------------------------------------------
 # One key = value pair (YAML entry, env line, template line)
 # ----------------------------------------------------------------------------------------------
 
-def _check_pair(out: _Out, key: Any, value: Any, line: int, *, label: str, literal_rule: str,
+def _check_pair(out: FindingSink, key: Any, value: Any, line: int, *, label: str, literal_rule: str,
                 declared: frozenset[str] = frozenset(), all_secret: bool = False) -> None:
     """The value-level rules for one key and its value. ``label`` names the key in messages;
     ``literal_rule`` is MMS101 (YAML) or MMS102 (env/template line); ``all_secret`` treats every
@@ -114,12 +92,12 @@ def _check_pair(out: _Out, key: Any, value: Any, line: int, *, label: str, liter
         return
 
 
-def _check_command_string(out: _Out, text: str, line: int, label: str) -> None:
+def _check_command_string(out: FindingSink, text: str, line: int, label: str) -> None:
     for m in _CMD_FLAG.finditer(text):
         _check_flag(out, m.group(1), m.group(2), line, label)
 
 
-def _check_flag(out: _Out, flag: str, raw: str, line: int, label: str) -> None:
+def _check_flag(out: FindingSink, flag: str, raw: str, line: int, label: str) -> None:
     v = P.unquote(raw)
     if P.is_reference(v):
         return
@@ -135,7 +113,7 @@ def _check_flag(out: _Out, flag: str, raw: str, line: int, label: str) -> None:
 # Key material on raw lines (private keys, provider tokens, high entropy)
 # ----------------------------------------------------------------------------------------------
 
-def _key_material(out: _Out, lines: Iterable[tuple[int, str]]) -> None:
+def _key_material(out: FindingSink, lines: Iterable[tuple[int, str]]) -> None:
     in_pem = False
     for n, text in lines:
         # PEM blocks: a private key is one finding at its BEGIN line; the base64 body of any
@@ -178,7 +156,7 @@ def scan_env(text: str, file: str, *, generated: bool = True) -> list[Finding]:
     """A ``KEY=value`` env file. ``generated``: written by `inv render-env` (values come from
     the secrets store, so only weak values are findings); otherwise a hand-written env file,
     where a literal secret should have come from the store."""
-    out = _Out(file, STORE if generated else PLAIN)
+    out = FindingSink(file, STORE if generated else PLAIN)
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -208,7 +186,7 @@ def _blank_comments(text: str) -> str:
 
 def scan_template(text: str, file: str) -> list[Finding]:
     """A Jinja2 env template: secrets must be ``{{ secrets.NAME }}``, without a default."""
-    out = _Out(file, PLAIN)
+    out = FindingSink(file, PLAIN)
     lines = _blank_comments(text).splitlines()
     for n, line in enumerate(lines, 1):
         stripped = line.strip()
@@ -228,7 +206,7 @@ def scan_template(text: str, file: str) -> list[Finding]:
 
 def scan_text(text: str, file: str) -> list[Finding]:
     """Any other text file that should hold no secret: key material and URL credentials."""
-    out = _Out(file, PLAIN)
+    out = FindingSink(file, PLAIN)
     for n, line in enumerate(text.splitlines(), 1):
         for pw in P.url_passwords(line):
             # In free text (docs, scripts) a weak-looking password is a placeholder
@@ -254,7 +232,7 @@ def _dotted(path: tuple[Any, ...]) -> str:
 class _YamlWalk:
     """Walks one document: value rules on every entry, plus image/privileged/socket rules."""
 
-    def __init__(self, out: _Out, declared: frozenset[str]) -> None:
+    def __init__(self, out: FindingSink, declared: frozenset[str]) -> None:
         self.out, self.declared = out, declared
         # Values of declaration keys (`alphabet: ...`) by line: blanked before the key-material
         # scan, which reads raw lines (comments included).
@@ -359,10 +337,6 @@ def compose_environment(file_name: str) -> str | None:
     return m.group(1) if m else None
 
 
-def is_production(environment: str | None) -> bool:
-    return (environment or "").lower() in PRODUCTION_NAMES
-
-
 def _declared_secrets(doc: Any) -> frozenset[str]:
     secrets = doc.get("secrets") if isinstance(doc, YMap) else None
     return frozenset(k for k in secrets if isinstance(k, str)) if isinstance(secrets, YMap) else frozenset()
@@ -373,7 +347,7 @@ def scan_yaml(text: str, file: str, *, environment: str | None = None,
     """Any YAML file. Compose files (by name or shape) in production also get the port and
     healthcheck rules, unless ``production_rules`` is off because a merged view covers them;
     the schema gets them for its ``production`` environment."""
-    out = _Out(file, PLAIN)
+    out = FindingSink(file, PLAIN)
     try:
         docs = load_documents(text, file)
     except yaml.YAMLError as exc:
@@ -387,10 +361,10 @@ def scan_yaml(text: str, file: str, *, environment: str | None = None,
         for line, values in walk.declaration_values.items():
             declaration_values.setdefault(line, []).extend(values)
         if is_schema_document(doc):
-            _schema_production(out, doc)
+            schema_production(out, text)
         elif (production_rules and is_compose_document(doc, file)
               and is_production(environment or compose_environment(file))):
-            _compose_production(out, doc["services"], only_defined=True)
+            compose_production(out, doc["services"], only_defined=True)
     # Key material on the raw lines (comments included), minus the values of keys that only
     # declare how a secret is generated (`alphabet:` is high-entropy by design).
     def without_declarations(n: int, line: str) -> str:
@@ -406,7 +380,7 @@ def scan_yaml(text: str, file: str, *, environment: str | None = None,
 def scan_store(text: str, file: str) -> list[Finding]:
     """A plain secrets-store file (``.mmstack/secrets/<env>.yaml``): every value is a secret,
     so only weak values and default admin user names are findings."""
-    out = _Out(file, STORE)
+    out = FindingSink(file, STORE)
     try:
         docs = load_documents(text, file)
     except yaml.YAMLError as exc:
@@ -422,170 +396,5 @@ def scan_store(text: str, file: str) -> list[Finding]:
     return out.findings
 
 
-# ----------------------------------------------------------------------------------------------
-# Production rules: published datastore ports, healthchecks
-# ----------------------------------------------------------------------------------------------
-
-def parse_short_port(spec: str) -> tuple[str | None, str | None, list[int]]:
-    """``[host_ip:][published:]target[/proto]`` -> (host_ip, published, targets)."""
-    spec = spec.split("/", 1)[0].strip()
-    ip: str | None = None
-    m = re.match(r"^\[([^\]]*)\]:(.*)$", spec)
-    if m:
-        ip, spec = m.group(1), m.group(2)
-    parts = spec.rsplit(":", 2) if ip is None else spec.split(":", 1)
-    if ip is None and len(parts) == 3:
-        ip, published, target = parts
-    elif len(parts) == 2:
-        published, target = parts
-    else:
-        published, target = None, parts[-1]
-    return ip, published, _port_range(target)
-
-
-def _port_range(text: Any) -> list[int]:
-    text = str(text).strip()
-    try:
-        if "-" in text:
-            lo, hi = (int(x) for x in text.split("-", 1))
-            return list(range(lo, min(hi, lo + 1000) + 1))
-        return [int(text)]
-    except ValueError:
-        return []
-
-
-def _datastore(targets: list[int], published: Any) -> tuple[int, str] | None:
-    for port in targets + _port_range(published if published is not None else ""):
-        if port in P.DATASTORE_PORTS:
-            return port, P.DATASTORE_PORTS[port]
-    return None
-
-
-def _public(ip: Any) -> bool | None:
-    """True when bound on all interfaces, None when it depends on a variable."""
-    if ip is None:
-        return True
-    resolved = P.resolve_default(str(ip))
-    if resolved is None:
-        return None
-    return resolved.strip() in P.PUBLIC_ADDRESSES
-
-
-def _compose_production(out: _Out, services: YMap, *, only_defined: bool) -> None:
-    for name, spec in services.items():
-        if not isinstance(spec, YMap):
-            continue
-        svc_file, svc_line = services.loc(name)
-        ports = spec.get("ports")
-        if isinstance(ports, YSeq):
-            for i, item in enumerate(ports):
-                if isinstance(item, YMap):
-                    ip, published = item.get("host_ip"), item.get("published")
-                    targets = _port_range(item.get("target", ""))
-                else:
-                    ip, published, targets = parse_short_port(str(item))
-                store = _datastore(targets, published)
-                if store and _public(ip):
-                    port_file, port_line = ports.loc(i)
-                    where = "all interfaces" if ip in (None, "") else str(ip)
-                    out.add("MMS304", port_line, f"services.{name}.ports[{i}]: {store[1]} "
-                                                 f"({store[0]}) published on {where} in production",
-                            file=port_file)
-        if only_defined and "image" not in spec and "build" not in spec:
-            continue  # an overlay that only adjusts a service defined elsewhere
-        hc = spec.get("healthcheck")
-        disabled = isinstance(hc, YMap) and (hc.get("disable") is True or hc.get("test") in
-                                             (["NONE"], "NONE"))
-        labels = spec.get("labels")
-        one_shot = isinstance(labels, YMap) and labels.get(ONE_SHOT_LABEL) == "true"
-        if (hc is None or disabled) and not one_shot:
-            why = "disabled" if disabled else "none"
-            line_file, line = (spec.loc("healthcheck") if disabled else (svc_file, svc_line))
-            out.add("MMS305", line, f"services.{name}: no healthcheck in production ({why})",
-                    file=line_file)
-
-
-def scan_compose_merged(parts: list[tuple[str, str]], environment: str = "production") -> list[Finding]:
-    """The production rules on ``docker compose -f base -f overlay ...`` merged; each finding
-    points at the file and line that put the setting there. Parse errors are left to the
-    per-file scan."""
-    services: Any = None
-    for file, text in parts:
-        try:
-            docs = load_documents(text, file)
-        except yaml.YAMLError:
-            continue
-        for doc in docs:
-            if isinstance(doc, YMap) and isinstance(doc.get("services"), YMap):
-                services = merge(services, doc["services"])
-    out = _Out(parts[0][0] if parts else "", PLAIN)
-    if isinstance(services, YMap) and is_production(environment):
-        _compose_production(out, services, only_defined=False)
-    return out.findings
-
-
-def _schema_production(out: _Out, doc: YMap) -> None:
-    """The schema's own `production` environment: which datastore ports it publishes on all
-    interfaces, and which of its services have no healthcheck."""
-    envs = doc.get("environments")
-    if not isinstance(envs, YMap):
-        return
-    env_name = next((k for k in envs if is_production(str(k))), None)
-    env = envs.get(env_name) if env_name is not None else None
-    if not isinstance(env, YMap):
-        return
-    services, stacks = doc["services"], doc.get("stacks")
-    selected: list[str] = []
-    for stack in env.get("stacks") or []:
-        members = stacks.get(stack, {}).get("services") if isinstance(stacks, YMap) else None
-        selected += [s for s in (members or []) if isinstance(s, str)]
-    selected += [s for s in (env.get("services") or []) if isinstance(s, str)]
-    settings = env.get("settings") if isinstance(env.get("settings"), YMap) else YMap(out.file, 0)
-    bind = settings.get("bind_address", "127.0.0.1")  # mmstack's default bind (generate.py)
-    bind_line = settings.loc("bind_address")[1] if "bind_address" in settings else None
-    overrides = env.get("overrides") if isinstance(env.get("overrides"), YMap) else YMap(out.file, 0)
-    over_services = overrides.get("services") if isinstance(overrides.get("services"), YMap) else YMap(out.file, 0)
-    for name in dict.fromkeys(selected):
-        spec = services.get(name)
-        if not isinstance(spec, YMap):
-            continue
-        over = over_services.get(name) if isinstance(over_services.get(name), YMap) else YMap(out.file, 0)
-        for item, line in _schema_ports(spec.get("ports"), over.get("ports")):
-            container = item.get("container")
-            store = _datastore(_port_range(container), None) if container is not None else None
-            if store is None or item.get("host") is None:
-                continue
-            ip = item.get("host_ip", bind)
-            if _public(ip):
-                at = line if "host_ip" in item or bind_line is None else bind_line
-                out.add("MMS304", at, f"environments.{env_name}: {store[1]} ({store[0]}) of "
-                                      f"{name} published on {ip or 'all interfaces'} in production")
-        hc = over.get("healthcheck", spec.get("healthcheck"))
-        # A one-shot (another service waits for it to complete) has no running state to check.
-        one_shot = any(isinstance(other, YMap) and isinstance(other.get("depends_on"), YMap)
-                       and other["depends_on"].get(name) == "completed" for other in services.values())
-        if (hc is None or (isinstance(hc, YMap) and hc.get("disable") is True)) and not one_shot:
-            out.add("MMS305", services.loc(name)[1], f"services.{name}: no healthcheck, and it "
-                                                     f"runs in {env_name}")
-
-
-def _schema_ports(base: Any, over: Any) -> list[tuple[YMap, int]]:
-    """The port entries production ends up with, each with its line (schema list operators)."""
-    def items(seq: Any) -> list[tuple[YMap, int]]:
-        return [(p, seq.loc(i)[1]) for i, p in enumerate(seq) if isinstance(p, YMap)] \
-            if isinstance(seq, YSeq) else []
-
-    result = items(base)
-    if isinstance(over, YSeq):
-        return items(over)
-    if isinstance(over, YMap):
-        if "$replace" in over:
-            return items(over["$replace"])
-        if "$append" in over:
-            result = result + items(over["$append"])
-    return result
-
-
 __all__ = ["scan_env", "env_has_secrets", "scan_template", "scan_text", "scan_yaml", "scan_store",
-           "scan_compose_merged", "is_compose_document", "compose_environment", "is_production",
-           "parse_short_port", "PLAIN", "STORE"]
+           "is_compose_document", "compose_environment", "is_production", "PLAIN", "STORE"]

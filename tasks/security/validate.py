@@ -28,7 +28,7 @@ from typing import Any
 
 from ..engine.cache import ContentCache, code_fingerprint, fingerprint
 from ..engine.errors import ConfigError
-from . import gitcheck, scan
+from . import exposure, gitcheck, scan
 from .rules import Finding, finding
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -280,9 +280,12 @@ def _file_state(targets: list[Target], texts: dict[Path, str], check_git: bool,
 
 def scan_cache(state_dir: Path | None, *, writable: bool) -> ContentCache:
     """The memo of per-file scan results (see engine.cache): valid while file and rules agree."""
-    from . import patterns, rules, scan as scan_module, yamllines
+    from . import exposure, patterns, rules, scan as scan_module, yamllines
+    from ..schema import merge, model
 
-    code = code_fingerprint([patterns, rules, scan_module, yamllines, sys.modules[__name__]])
+    # The schema's production rules run the schema's own merge code: it is part of the rules.
+    code = code_fingerprint([patterns, rules, scan_module, exposure, yamllines, merge, model,
+                             sys.modules[__name__]])
     return ContentCache(state_dir, "security-scan", code, writable=writable)
 
 
@@ -325,7 +328,7 @@ def scan_stack(stack_dir: Path, extra_paths: Sequence[Path] = (),
         env = overlay.environment or scan.compose_environment(overlay.path.name) or "production"
         docs = [(base.display, texts[base.path]), (overlay.display, texts[overlay.path])]
         result.findings += _memo(cache, ("merged", env, *docs[0], *docs[1]),
-                                 lambda docs=docs, env=env: scan.scan_compose_merged(docs, env))
+                                 lambda docs=docs, env=env: exposure.scan_compose_merged(docs, env))
 
     for t in targets:
         text = texts.get(t.path)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..engine.errors import ConfigError, DockerError, MmstackError
+from ..engine.errors import ConfigError, DockerError
 from ..engine.report import Result
 from ..engine.run import Run, config_value
 from .compose import ComposeRunner
@@ -562,42 +562,3 @@ def restore_step(run: Run, archive: str, yes: bool) -> None:
     confirm("The volumes above are replaced by the backup's contents.", yes, "restore")
     restore_volumes(client, stack.project, directory, manifest, config_value(run.c, "stack.backup_image"),
                     report=lambda name, what: rep.changed(f"volume {name}", what))
-
-
-def reset_step(run: Run, yes: bool) -> None:
-    """wipe --all, then the setup chain from scratch (new secrets), after one confirmation."""
-
-    stack = load_stack_cached(run)
-    if not run.check:
-        confirm(f"Reset deletes every container, network and volume of project {stack.project!r}, "
-                "the generated files and ALL SECRETS, then sets the stack up again with new ones.",
-                yes, "reset")
-    ok = wipe_step(run, yes=True, all_files=True, backup=False, confirmed=True)
-    if not ok:
-        run.reporter.info("reset stopped: the wipe failed for the resources above")
-        return
-    setup_chain(run)
-
-
-def setup_chain(run: Run) -> None:
-    from ..schema.steps import generate_compose_step, render_env_step, validate_schema_step
-    from ..secrets.api import setup_secrets_step
-
-    stack = validate_schema_step(run)
-    try:
-        from ..cli.security import run_security_step
-    except ImportError:  # pragma: no cover - the security collection is optional here
-        run_security_step = None
-    if run_security_step is not None:
-        run_security_step(run)
-        if run.reporter.failed_any:
-            return
-    if run.check:
-        run.reporter.info("check mode: setup would regenerate compose files, secrets and env files")
-        return
-    generate_compose_step(run, stack)
-    setup_secrets_step(run, stack, None)
-    render_env_step(run, stack, None)
-
-
-_ = MmstackError

@@ -119,7 +119,7 @@ def port_needs(stack: Any, env: str) -> list[PortNeed]:
     """Host ports the environment publishes (offset applied), from the schema."""
     model = stack.environment(env)
     specs = stack.resolved_services(env)
-    bind = model.settings.get("bind_address", "127.0.0.1")
+    bind = model.bind_address
     out = []
     for svc in model.services:
         for p in specs[svc].get("ports") or []:

@@ -6,7 +6,8 @@ import pytest
 
 from tasks.security import patterns as P
 from tasks.security.rules import mask
-from tasks.security.scan import parse_short_port, scan_compose_merged, scan_yaml
+from tasks.security.exposure import parse_short_port, scan_compose_merged
+from tasks.security.scan import scan_yaml
 from tasks.security.yamllines import load_documents, merge
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tasks.cli.security import run_security_step
+from tasks.security.step import run_security_step
 from tests.security.helpers import SECRET_VALUES, make_run
 
 
@@ -64,3 +64,26 @@ def test_json_mode_adds_findings_and_masks(corpus: Path) -> None:
     assert doc["recap"]["failed"] >= 1
     for secret in SECRET_VALUES:
         assert secret not in cap.text
+
+
+def test_setup_refuses_a_production_override_that_prepends_a_public_database_port(tmp_path: Path) -> None:
+    # The scan judges the environment the generator resolves: a `$prepend` (like any list
+    # operator) that publishes PostgreSQL on all interfaces stops `inv setup` before it writes.
+    from tests.support.schemaedit import SCHEMA, line_of
+    from tests.support.stackcopy import make_stack_copy, run_inv, snapshot
+
+    stack = make_stack_copy(tmp_path / "stack")
+    schema = stack / SCHEMA
+    text = schema.read_text()
+    anchor = "  production:\n"
+    entry = "        postgres:\n          ports: {$prepend: [{container: 5432, host: 15432, host_ip: 0.0.0.0}]}\n"
+    at = text.index("      services:\n", text.index(anchor)) + len("      services:\n")
+    schema.write_text(text[:at] + entry + text[at:])
+    before = snapshot(stack)
+    proc = run_inv(stack, "setup")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = line_of(schema.read_text(), "postgres:\n          ports: {$prepend", anchor) + 1
+    assert f"schemas/compose-schema.yaml:{line}" in proc.stdout
+    assert "MMS304" in proc.stdout and "published on 0.0.0.0" in proc.stdout
+    after = {p: v for p, v in snapshot(stack).items() if not p.startswith(".mmstack/")}
+    assert after == {p: v for p, v in before.items() if not p.startswith(".mmstack/")}
