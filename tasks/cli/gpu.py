@@ -11,7 +11,6 @@ load: pynvml only when NVML is asked, fabric only with ``--host``, so `inv --lis
 
 from __future__ import annotations
 
-import inspect
 import json as jsonlib
 import re
 import sys
@@ -176,21 +175,11 @@ def configure_step(run: Run, facts: "GpuFacts", overrides: dict[str, Any],
 
 
 def generate_from_plan(run: Run, plan: "GpuPlan") -> None:
-    """Regenerate compose.gpu.yml and the env files through the foundation's hook."""
-    try:
-        from .compose import generate_after_gpu_plan  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from ..schema.steps import generate_after_gpu_plan
-        except ImportError:
-            run.reporter.skipped("compose generation", "compose generation not available yet")
-            return
-    params = inspect.signature(generate_after_gpu_plan).parameters
-    if "gpu_plan" in params:
-        # Passed explicitly: in check mode the new plan was not saved, yet the diff must show it.
-        generate_after_gpu_plan(run, gpu_plan=plan.to_dict())
-    else:
-        generate_after_gpu_plan(run)
+    """Regenerate the compose overlays and env files the plan feeds."""
+    from ..schema.steps import generate_after_gpu_plan
+
+    # Passed explicitly: in check mode the new plan was not saved, yet the diff must show it.
+    generate_after_gpu_plan(run, gpu_plan=plan.to_dict())
 
 
 @task(help={

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from invoke import Program
 
-from .. import __name__ as _package
 from .root import ns
 
 VERSION = "0.1.0"
@@ -18,5 +17,3 @@ VERSION = "0.1.0"
 def main() -> None:
     Program(namespace=ns, version=VERSION, name="mmstack", binary="mmstack").run()
 
-
-_ = _package

@@ -50,10 +50,8 @@ def _gpu_keys() -> list[str]:
     """The GPU planner's override names (the inventory's ``gpu`` keys are exactly these)."""
     from dataclasses import fields
 
-    try:
-        from ..gpu.plan import PlanOverrides
-    except ImportError:  # pragma: no cover - the planner ships with the package
-        return ["tensor_parallel", "pipeline_parallel", "memory_utilization", "max_model_len", "p2p", "gpus"]
+    from ..gpu.plan import PlanOverrides
+
     return [f.name for f in fields(PlanOverrides)]
 
 

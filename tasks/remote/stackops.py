@@ -35,6 +35,7 @@ from ..engine.errors import RemoteError
 from ..engine.files import DesiredFile
 from ..engine.report import Result
 from ..stack.compose import ComposeRunner
+from ..stack.composecmd import compose_probe, parse_compose_probe
 from ..stack.outcomes import check_outcomes, not_ready, up_outcomes
 from ..stack.engine import PROJECT_LABEL, SERVICE_LABEL
 from ..stack.state import RECORD_FILE, StartRecord
@@ -101,24 +102,6 @@ def join(argv: Sequence[str]) -> str:
 # Compose on the host
 # ----------------------------------------------------------------------------------------------
 
-COMPOSE_CANDIDATES = (("docker", "compose"), ("docker-compose",))
-COMPOSE_PROBE = ("for c in " + " ".join(shlex.quote(" ".join(c)) for c in COMPOSE_CANDIDATES)
-                 + "; do v=$(DOCKER_CLI_HINTS=false $c version --short 2>/dev/null) && "
-                 "printf '%s\\t%s\\n' \"$c\" \"$v\"; done; exit 0")
-
-
-def parse_compose_probe(stdout: str) -> tuple[str, ...] | None:
-    """Pure: the first candidate that answered ``version --short`` with a v2 (or later) version."""
-    for line in stdout.splitlines():
-        name, _, version = line.partition("\t")
-        version = version.strip().lstrip("v")
-        if version[:1].isdigit() and int(re.match(r"\d+", version).group()) >= 2:  # type: ignore[union-attr]
-            argv = tuple(name.split())
-            if argv in COMPOSE_CANDIDATES:
-                return argv
-    return None
-
-
 def compose_missing(host: str) -> RemoteError:
     return RemoteError(
         f"{host}: Compose v2 was not found on the host: neither `docker compose` (the plugin) nor a "
@@ -131,7 +114,7 @@ def detect_compose(c: Any, host: str, preferred: str | None = None) -> tuple[str
     """``docker compose`` or ``docker-compose`` on the host (``preferred`` wins when set)."""
     if preferred:
         return tuple(shlex.split(preferred))
-    found = parse_compose_probe(c.run(COMPOSE_PROBE, hide=True, warn=True, in_stream=False).stdout)
+    found = parse_compose_probe(c.run(compose_probe(), hide=True, warn=True, in_stream=False).stdout)
     if found is None:
         raise compose_missing(host)
     return found
@@ -203,7 +186,7 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
              mask: Callable[[str], str]) -> None:
     """Bring ``environment`` up on the host and wait for health (the last step of `deploy`)."""
     from ..schema.filesets import environment_file_set
-    from ..stack.lifecycle import dry_run_actions, expected_services
+    from ..stack.lifecycle import compose_failure, dry_run_actions, dry_run_failure, expected_services
     from ..stack.status import schemes
     from .sync import sync_files
 
@@ -227,10 +210,10 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
                        "only read the files already on the host")
             return
         before = by_service(runner.ps())
-        proc = runner.run_global(["--dry-run"], "up", "-d", "--remove-orphans")
-        if proc.returncode != 0:
-            hr.skipped("stack up", f"check mode: Compose's dry run failed (exit {proc.returncode})"
-                       + _tail(mask(proc.stderr or proc.stdout)))
+        proc, progress = runner.dry_run_up()
+        failure = dry_run_failure(proc, progress, mask)
+        if failure:
+            hr.failed("stack up", failure)
             return
         actions = dry_run_actions(proc.stdout + proc.stderr, stack.project, dry_run_view(before))
         for svc, status, message in check_outcomes(actions, before, services):
@@ -248,9 +231,8 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
         hr.add(Result(svc, status, message, data=data))
         for line in failing[svc].log_tail if svc in failing else ():
             hr.info(f"    {svc} | {line}")
-    if proc.returncode != 0 and not failing:
-        hr.failed("stack up", f"`{' '.join(compose)} up` exited {proc.returncode}"
-                  + _tail(mask(proc.stderr or proc.stdout)))
+    if proc.returncode != 0:
+        hr.failed("stack up", compose_failure(f"`{' '.join(compose)} up`", proc, mask))
 
 
 def _tail(text: str | None, lines: int = 6) -> str:

@@ -1,4 +1,4 @@
-"""The foundation's steps, shared by `inv setup`, the single tasks, and remote deploys.
+"""The schema's steps (validate, generate compose, render env files), shared by `inv setup`, the single tasks, and remote deploys.
 
 Each step gathers facts, plans with pure functions and applies through `converge_files`, so it
 reports ok/changed per file, honours check mode and diff, and writes atomically.
@@ -14,7 +14,7 @@ from ..engine.errors import SecretsError
 from ..engine.files import MASK, DesiredFile, converge_files, with_checksum_header
 from ..engine.run import Run
 from .generate import BASE_FILE, compose_documents, dump_yaml, env_file_name
-from .model import SCHEMA_PATH, Stack, load_stack
+from .model import Stack, load_stack
 
 GPU_PLAN_FILE = "gpu-plan.json"
 BACKUPS = "backups"
@@ -207,5 +207,3 @@ def generate_after_gpu_plan(run: Run, gpu_plan: dict[str, Any] | None = None) ->
     generate_compose_step(run, stack, plan)
     render_env_step(run, stack, None, plan)
 
-
-_ = SCHEMA_PATH

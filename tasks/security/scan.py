@@ -15,7 +15,6 @@ Every message names the key and at most a masked value (`rules.mask`), never the
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import yaml
@@ -23,7 +22,7 @@ import yaml
 from . import patterns as P
 from .exposure import compose_production, is_production, schema_production
 from .rules import PLAIN, STORE, Finding, FindingSink, mask
-from .yamllines import YMap, YSeq, error_line, load_documents, merge
+from .yamllines import YMap, YSeq, error_line, load_documents
 
 _BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off"})
 # Keys whose values describe how a secret is made, never a secret (schema `secrets:` entries).

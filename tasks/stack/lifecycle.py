@@ -17,6 +17,7 @@ from ..engine.errors import ConfigError, DockerError
 from ..engine.report import Result
 from ..engine.run import Run, config_value
 from .compose import ComposeRunner
+from .events import Progress, parse_progress, problem_lines, service_of
 from .engine import PROJECT_LABEL, SERVICE_LABEL, EngineAPI
 from .outcomes import check_outcomes, not_ready, up_outcomes
 from .state import StartRecord, load_record, record_path, require_record, save_record
@@ -43,12 +44,8 @@ def compose_argv(run: Run, record: StartRecord | None = None) -> tuple[str, ...]
 
 def load_stack_cached(run: Run) -> Any:
     """The validated stack; a schema that already passed with this code is not re-validated."""
-    from ..schema.model import load_stack
+    from ..schema.model import load_stack, validation_cache
 
-    try:
-        from ..schema.model import validation_cache
-    except ImportError:  # pragma: no cover - older foundation
-        return load_stack(run.stack)
     cache = validation_cache(run.state_dir, writable=not run.check)
     stack = load_stack(run.stack, cache=cache)
     cache.save()
@@ -211,7 +208,11 @@ def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = 
     if run.check:
         # Compose's own dry run says what `up` would do (its `config --hash` does not always
         # match the label it puts on containers, so hashes are not compared here).
-        proc = runner.run_global(["--dry-run"], "up", "-d", "--remove-orphans")
+        proc, progress = runner.dry_run_up()
+        failure = dry_run_failure(proc, progress, secret_masker(run, stack))
+        if failure:
+            rep.failed(f"start {env}", failure)
+            return
         actions = dry_run_actions(proc.stdout + proc.stderr, stack.project, before)
         for svc, status, message in check_outcomes(actions, before, services):
             rep.add(Result(svc, status, message))
@@ -230,29 +231,37 @@ def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = 
         rep.add(Result(svc, status, message, data={"log_tail": row.log_tail} if row else None))
         for line in row.log_tail if row else ():
             rep.info(f"    {svc} | {line}")
-    if proc.returncode != 0 and not failed_rows:
-        text = (proc.stderr or proc.stdout or "").strip().splitlines()[-6:]
-        rep.failed(f"start {env}", f"`docker compose up` exited {proc.returncode}"
-                   + ("".join(f"\n  {t}" for t in text)))
+    if proc.returncode != 0:
+        # Compose's own words (the pull that failed, and for which image), not only the
+        # services it left behind; streamed output already reached the terminal.
+        rep.failed(f"start {env}", compose_failure("`docker compose up`", proc, secret_masker(run, stack)))
 
 
 def dry_run_actions(text: str, project: str, before: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
-    """Service -> the actions `compose --dry-run up` printed for its container."""
-    import re
-
-    names = {}
-    for svc, c in before.items():
-        for n in c.get("Names") or []:
-            names[n.lstrip("/")] = svc
+    """Service -> the actions `compose --dry-run up` reported for its container (events.py)."""
+    names = {n.lstrip("/"): svc for svc, c in before.items() for n in c.get("Names") or []}
     out: dict[str, set[str]] = {}
-    for m in re.finditer(r"Container\s+(?:[0-9a-f]{12}_)?(\S+)\s+(\w+)", text):
-        name, action = m.group(1), m.group(2)
-        svc = names.get(name)
-        if svc is None:
-            m2 = re.fullmatch(re.escape(project) + r"[-_](.+)[-_]\d+", name)
-            svc = m2.group(1) if m2 else name
-        out.setdefault(svc, set()).add(action)
+    for name, statuses in parse_progress(text).actions_by_name().items():
+        out.setdefault(service_of(name, project, names), set()).update(statuses)
     return out
+
+
+def dry_run_failure(proc: Any, progress: Progress, mask: Any = None) -> str | None:
+    """Why Compose's dry run failed, or None when it succeeded."""
+    if proc.returncode == 0 and not progress.problems:
+        return None
+    return compose_failure("Compose's dry run", proc, mask)
+
+
+def compose_failure(what: str, proc: Any, mask: Any = None) -> str:
+    """``what`` failed, in Compose's own words (its errors, else its last lines), masked."""
+    progress = parse_progress(f"{proc.stderr or ''}\n{proc.stdout or ''}")
+    lines = problem_lines(progress.problems) or \
+        [r.strip() for r in (proc.stderr or proc.stdout or "").strip().splitlines() if r.strip()][-6:]
+    text = "\n  ".join(lines)
+    if mask is not None:
+        text = mask(text)
+    return f"{what} failed (exit {proc.returncode})" + (f":\n  {text}" if text else "; Compose's output is above")
 
 
 def _failing(run: Run, stack: Any, runner: ComposeRunner, api: EngineAPI, services: list[str]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from tasks.stack.lifecycle import dry_run_actions
 from tasks.stack.preflight import Facts, PortNeed, evaluate, gather_ports, process_holding
 from tasks.stack.state import StartRecord, load_record, save_record
@@ -111,3 +113,47 @@ def test_not_ready_reads_engine_and_compose_entries() -> None:
     compose = {"a": {"State": "running", "Health": "healthy"}, "b": {"State": "running", "Health": "starting"},
                "c": {"State": "running", "Health": ""}}
     assert not_ready(compose, ["a", "b", "c"]) == ["b"]
+
+
+@pytest.mark.parametrize("text, kind, name, status", [
+    (" Container p-a-1  Stopping\n", "container", "p-a-1", "Stopping"),
+    ("DRY-RUN MODE -  Network p_default  Creating\n", "network", "p_default", "Creating"),
+    (" DRY-RUN MODE -  Container 0123456789ab_p-a-1  Started\n", "container", "p-a-1", "Started"),
+    (" Volume \"p_data\"  Created\n", "volume", "p_data", "Created"),
+    ('{"dry-run":true,"id":"Container p-a-1","status":"Recreate"}\n', "container", "p-a-1", "Recreate"),
+    ('{"id":"Container 0123456789ab_p-a-1","status":"Started"}\n', "container", "p-a-1", "Started"),
+    ('{"dry-run":true,"id":"b","text":"Pulling"}\n', "service", "b", "Pulling"),
+])
+def test_one_event_parser_for_text_and_json(text: str, kind: str, name: str, status: str) -> None:
+    from tasks.stack.events import parse_progress
+
+    events = parse_progress(text).events
+    assert [(e.kind, e.name, e.status) for e in events] == [(kind, name, status)]
+
+
+@pytest.mark.parametrize("text, subject, needle", [
+    ('{"dry-run":true,"id":"b","text":"Error","status":"lookup registry-1.docker.io: no such host"}\n',
+     "service b", "no such host"),
+    ('{"error":true,"message":"failed to resolve reference \\"x/y:1\\""}\n', None, "x/y:1"),
+    (" b Error pull access denied for x/y, repository does not exist\n", "service b", "pull access denied"),
+    ("Error response from daemon: No such image: x/y:1\n", None, "No such image"),
+    ("services.a.ports: invalid port 99999\n", None, None),
+])
+def test_problems_keep_composes_own_words(text: str, subject: str | None, needle: str | None) -> None:
+    from tasks.stack.events import parse_progress
+
+    problems = parse_progress(text).problems
+    if needle is None:  # not a line the parser can place: the caller falls back to the tail
+        assert problems == ()
+        return
+    assert len(problems) == 1 and problems[0].subject == subject and needle in problems[0].message
+
+
+@pytest.mark.parametrize("version, expected", [
+    ("2.40.3", True), ("v2.29.0", True), ("2.28.1", False), ("v2.5.0", False), ("3.0.0", True),
+    ("", False), (None, False), ("garbage", False),
+])
+def test_json_progress_from_2_29(version: str | None, expected: bool) -> None:
+    from tasks.stack.events import supports_json_progress
+
+    assert supports_json_progress(version) is expected

@@ -73,3 +73,31 @@ def test_reset_starts_over_from_scratch(monitoring: LiveStack) -> None:
     assert (monitoring.root / "compose.yml").is_file()
     assert (monitoring.root / "env" / "elk" / "grafana.env").is_file()
     assert Path(monitoring.root / "mmstack.yaml").is_file(), "the user's settings are not generated output"
+
+
+def test_an_image_that_cannot_be_pulled_fails_with_composes_reason(
+        tmp_path: Path, docker_client: Any, test_images: dict[str, str]) -> None:
+    # As on a machine that cannot reach the registry: the user must see the pull that failed,
+    # and for which image, not only the services left without a container; check mode too.
+    root = make_stack_copy(tmp_path / "stack")
+    token = uuid.uuid4().hex[:8]
+    project = f"mmspull{token}"
+    settings = write_test_settings(root, project, pick_offset(root, int(token, 16)), test_images)
+    doc = yaml.safe_load(settings.read_text())
+    doc.setdefault("images", {})["logstash"] = "mmstack-test/not-built-anywhere:1"
+    settings.write_text(yaml.safe_dump(doc, sort_keys=False))
+    stack = LiveStack(root, project, 0, docker_client)
+    try:
+        stack.inv_ok("setup", "--env", "elk")
+        check = stack.inv("start-monitoring", "--check")
+        assert check.returncode == 2, check.stdout + check.stderr
+        line = next(l for l in check.stdout.splitlines() if l.startswith("failed: [start elk]"))
+        assert "dry run failed" in line
+        assert "mmstack-test/not-built-anywhere" in check.stdout
+        assert "would be created" not in check.stdout
+
+        proc = stack.inv("start-monitoring", "--timeout", "30")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "failed: [start elk]" in proc.stdout and "mmstack-test/not-built-anywhere" in proc.stdout
+    finally:
+        remove_project(docker_client, project)

@@ -12,10 +12,11 @@ import pytest
 from tasks.engine.errors import RemoteError
 from tasks.engine.report import Status
 from tasks.remote.stackops import (
-    MISSING_MARK, WIPE_SEPARATOR, SshExecutor, dry_run_view, parse_compose_probe,
+    MISSING_MARK, WIPE_SEPARATOR, SshExecutor, dry_run_view,
     parse_wipe_listing, parse_wipe_outcomes, record_desired, remote_run_command, reported_changes,
     wipe_list_command, wipe_remove_command,
 )
+from tasks.stack.composecmd import parse_compose_probe
 from tasks.stack.outcomes import check_outcomes, up_outcomes
 from tasks.stack.state import StartRecord
 from tasks.stack.wipe import WipePlan
