@@ -2,7 +2,8 @@
 
 Each task reports every item it looked at as ``ok`` (already as desired), ``changed`` (it was,
 or under ``--check`` would be, changed), ``failed``, ``skipped`` (with the reason) or
-``unreachable`` (remote hosts). Output is plain text when stdout is not a terminal; with
+``unreachable`` (remote hosts). Colour follows engine/console.py (a terminal, no NO_COLOR, no
+TERM=dumb); output is plain text otherwise; with
 ``json_mode`` nothing but one JSON document is written to stdout at the end, so pipelines can
 parse it.
 """
@@ -15,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, TextIO
 
+from .console import colour_enabled, paint
+
 
 class Status(str, Enum):
     OK = "ok"
@@ -22,16 +25,6 @@ class Status(str, Enum):
     FAILED = "failed"
     SKIPPED = "skipped"
     UNREACHABLE = "unreachable"
-
-
-_COLOURS = {
-    Status.OK: "\033[32m",
-    Status.CHANGED: "\033[33m",
-    Status.FAILED: "\033[31m",
-    Status.SKIPPED: "\033[36m",
-    Status.UNREACHABLE: "\033[31m",
-}
-_RESET = "\033[0m"
 
 
 @dataclass
@@ -70,13 +63,11 @@ class Reporter:
 
     def __post_init__(self) -> None:
         if self.colour is None:
-            self.colour = _isatty(self.out) and not self.json_mode
+            self.colour = colour_enabled(self.out) and not self.json_mode
 
     # -- output helpers -------------------------------------------------------------------
     def _paint(self, text: str, status: Status) -> str:
-        if not self.colour:
-            return text
-        return f"{_COLOURS[status]}{text}{_RESET}"
+        return paint(text, status.value, bool(self.colour))
 
     def _write(self, text: str) -> None:
         # In JSON mode stdout carries only the final document; human lines go to stderr
@@ -170,9 +161,3 @@ def count_statuses(results: list[Result]) -> dict[str, int]:
         counts[r.status.value] += 1
     return counts
 
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False

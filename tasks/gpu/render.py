@@ -5,11 +5,9 @@ from __future__ import annotations
 from .facts import GpuFacts
 from .plan import GpuPlan
 
-_BOLD, _GREEN, _DIM, _RESET = "\033[1m", "\033[32m", "\033[2m", "\033[0m"
+from ..engine.console import paint as _paint
 
-
-def _paint(text: str, code: str, colour: bool) -> str:
-    return f"{code}{text}{_RESET}" if colour else text
+_BOLD, _GREEN, _DIM = "heading", "link", "dim"
 
 
 def topology_matrix(facts: GpuFacts, colour: bool = False) -> list[str]:

@@ -186,7 +186,8 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
              mask: Callable[[str], str]) -> None:
     """Bring ``environment`` up on the host and wait for health (the last step of `deploy`)."""
     from ..schema.filesets import environment_file_set
-    from ..stack.lifecycle import compose_failure, dry_run_actions, dry_run_failure, expected_services
+    from ..stack.lifecycle import (compose_failure, dry_run_actions, dry_run_failure, expected_services,
+                                   service_images)
     from ..stack.status import schemes
     from .sync import sync_files
 
@@ -211,7 +212,7 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
             return
         before = by_service(runner.ps())
         proc, progress = runner.dry_run_up()
-        failure = dry_run_failure(proc, progress, mask)
+        failure = dry_run_failure(proc, progress, mask, service_images(stack, environment))
         if failure:
             hr.failed("stack up", failure)
             return
@@ -232,7 +233,8 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
         for line in failing[svc].log_tail if svc in failing else ():
             hr.info(f"    {svc} | {line}")
     if proc.returncode != 0:
-        hr.failed("stack up", compose_failure(f"`{' '.join(compose)} up`", proc, mask))
+        hr.failed("stack up", compose_failure(f"`{' '.join(compose)} up`", proc, mask,
+                                              service_images(stack, environment)))
 
 
 def _tail(text: str | None, lines: int = 6) -> str:

@@ -64,24 +64,24 @@ def plain_table(findings: list[Finding], fail_on: str, files: int | None = None)
 def print_table(findings: list[Finding], fail_on: str, files: int | None = None,
                 stream: TextIO | None = None) -> None:
     """A rich table on a terminal, the plain table otherwise."""
+    from ..engine.console import STYLES, colour_enabled, console
+
     stream = stream or sys.stdout
-    if not (hasattr(stream, "isatty") and stream.isatty()) or not findings:
+    if not colour_enabled(stream) or not findings:
         stream.write(plain_table(findings, fail_on, files))
         return
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    colours = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan",
-               "info": "dim"}
     table = Table(show_lines=False, header_style="bold")
     for col in ("Severity", "Rule", "Location", "Finding", "Fix"):
         table.add_column(col, overflow="fold")
     for f in findings:
-        table.add_row(f"[{colours[f.severity]}]{f.severity}[/]", f.rule_id, location(f),
+        table.add_row(Text(f.severity, style=STYLES[f.severity]), f.rule_id, location(f),
                       f.message, f.fix)
-    console = Console(file=stream, highlight=False)
-    console.print(table)
-    console.print(summary(findings, fail_on, files), markup=False)
+    out = console(stream, colour=True)
+    out.print(table)
+    out.print(summary(findings, fail_on, files))
 
 
 # -- JSON ---------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 Two clients, for two kinds of task:
 
 * `EngineAPI`: a few read-only calls (ping, info, list containers by label) over the engine's
-  Unix socket with nothing but the standard library. `inv start-*` and `inv status` use it: the
-  docker SDK alone takes longer to import than an `up` of an already-running stack.
+  Unix socket (or plain tcp://) with nothing but the standard library. `inv start-*` and
+  `inv status` use it: the docker SDK alone takes longer to import than an `up` of an
+  already-running stack. Where that cannot reach the engine (a TLS or ssh:// ``DOCKER_HOST``,
+  a Docker context other than the default), the same calls go through the docker SDK.
 * `sdk_client()`: the docker Python SDK (imported only here, inside the function) for tasks that
   change resources: wipe, backup, restore, re-keying.
 
@@ -50,26 +52,54 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+def current_context() -> str | None:
+    """The Docker CLI's current context when it is not the default one (``$DOCKER_CONTEXT``,
+    else ``currentContext`` in the CLI's config.json); ``$DOCKER_HOST`` overrides any context."""
+    if os.environ.get("DOCKER_HOST"):
+        return None
+    name = os.environ.get("DOCKER_CONTEXT")
+    if not name:
+        config = os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"),
+                              "config.json")
+        try:
+            with open(config, encoding="utf-8") as f:
+                name = (json.load(f) or {}).get("currentContext")
+        except (OSError, ValueError, AttributeError):
+            name = None
+    return name if name and name != "default" else None
+
+
 class EngineAPI:
-    """Minimal read-only Docker Engine API client (Unix socket or plain tcp://)."""
+    """Minimal read-only Docker Engine API client: the standard library over a Unix socket or
+    plain tcp://, the docker SDK for every other way of reaching an engine."""
 
     def __init__(self, host: str | None = None, timeout: float = 30.0) -> None:
+        context = None if host else current_context()
         host = host or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
         self.host = host
         self.timeout = timeout
+        self._sdk: Any = None
         url = urlparse(host)
-        if url.scheme == "unix":
+        if context is not None:
+            self.host = _context_endpoint(context)[0]
+            self._sdk = sdk_client(int(timeout)).api
+        elif url.scheme == "unix":
             self._factory = lambda: _UnixConnection(url.path, timeout)
         elif url.scheme in ("tcp", "http") and not os.environ.get("DOCKER_TLS_VERIFY"):
             self._factory = lambda: http.client.HTTPConnection(url.hostname or "localhost",
                                                                url.port or 2375, timeout=timeout)
         else:
-            raise DockerError(f"DOCKER_HOST {host!r} is not supported by the light client",
-                              fix="use a unix:// or tcp:// DOCKER_HOST without TLS")
+            self._sdk = sdk_client(int(timeout)).api
         self._conn: http.client.HTTPConnection | None = None
 
     def _request(self, path: str) -> tuple[int, bytes]:
         """GET ``path`` on the kept-alive connection, reconnecting once if the engine closed it."""
+        if self._sdk is not None:
+            try:
+                resp = self._sdk.get(self._sdk.base_url + path, timeout=self.timeout)
+            except Exception as exc:  # requests' and paramiko's connection errors
+                raise unreachable(_short(exc)) from None
+            return resp.status_code, resp.content
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = self._factory()
@@ -99,6 +129,8 @@ class EngineAPI:
         return json.loads(body) if body else None
 
     def close(self) -> None:
+        if self._sdk is not None:
+            self._sdk.close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -134,18 +166,40 @@ class EngineAPI:
 
 
 def sdk_client(timeout: int = 120) -> Any:
-    """A docker SDK client from the environment, checked with a ping."""
+    """A docker SDK client for the engine the Docker CLI would use (``$DOCKER_HOST``, TLS and
+    ssh:// included, else the current context), checked with a ping."""
     import docker
     from docker.errors import DockerException
 
+    context = current_context()
     try:
-        client = docker.from_env(timeout=timeout)
+        if context is not None:
+            endpoint, tls = _context_endpoint(context)
+            client = docker.DockerClient(base_url=endpoint, tls=tls, timeout=timeout)
+        else:
+            client = docker.from_env(timeout=timeout)
         client.ping()
     except DockerException as exc:
         raise unreachable(_short(exc)) from None
     except Exception as exc:  # requests' connection errors
         raise unreachable(_short(exc)) from None
     return client
+
+
+def _context_endpoint(name: str) -> tuple[str, Any]:
+    """The named Docker context's engine address and TLS settings (the CLI's own store)."""
+    from docker.context import ContextAPI
+    from docker.errors import DockerException
+
+    try:
+        context = ContextAPI.get_context(name)
+    except DockerException as exc:
+        raise DockerError(f"Docker context {name!r} cannot be read: {_short(exc)}",
+                          fix="`docker context ls`; set DOCKER_CONTEXT or DOCKER_HOST") from None
+    if context is None:
+        raise DockerError(f"Docker context {name!r} does not exist",
+                          fix="`docker context ls`; `docker context use default`, or set DOCKER_HOST")
+    return context.Host or f"unix://{DEFAULT_SOCKET}", context.TLSConfig
 
 
 def _short(exc: BaseException) -> str:

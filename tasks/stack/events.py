@@ -144,11 +144,16 @@ def service_of(container: str, project: str, names: dict[str, str]) -> str:
     return m.group(1) if m else container
 
 
-def problem_lines(problems: Iterable[ComposeProblem], limit: int = 6) -> list[str]:
-    """Distinct problems, each on one line, for a failed item's message."""
+def problem_lines(problems: Iterable[ComposeProblem], limit: int = 6,
+                  images: dict[str, str] | None = None) -> list[str]:
+    """Distinct problems, each on one line, for a failed item's message; a service's problem
+    names its image (Compose's pull errors name only the registry)."""
     out: list[str] = []
     for p in problems:
-        text = f"{p.subject}: {p.message}" if p.subject else p.message
+        subject = p.subject
+        if subject and subject.startswith("service ") and images and subject[8:] in images:
+            subject = f"{subject} (image {images[subject[8:]]})"
+        text = f"{subject}: {p.message}" if subject else p.message
         if text not in out:
             out.append(text)
     return out[:limit]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import ConfigError, DockerError
+from ..engine.console import is_terminal
 from ..engine.report import Result
 from ..engine.run import Run, config_value
 from .compose import ComposeRunner
@@ -107,10 +108,8 @@ def confirm(question: str, yes: bool, what: str) -> None:
 
 
 def _stream() -> bool:
-    try:
-        return sys.stdout.isatty()
-    except (AttributeError, ValueError):
-        return False
+    """Compose's own progress (pulls, ``--wait``) goes straight to a terminal."""
+    return is_terminal(sys.stdout)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,7 +208,7 @@ def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = 
         # Compose's own dry run says what `up` would do (its `config --hash` does not always
         # match the label it puts on containers, so hashes are not compared here).
         proc, progress = runner.dry_run_up()
-        failure = dry_run_failure(proc, progress, secret_masker(run, stack))
+        failure = dry_run_failure(proc, progress, secret_masker(run, stack), service_images(stack, env))
         if failure:
             rep.failed(f"start {env}", failure)
             return
@@ -228,13 +227,16 @@ def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = 
         failed_rows = _failing(run, stack, runner, api, services)
     for svc, status, message in up_outcomes(before, after, services, failed_rows):
         row = failed_rows.get(svc)
+        if proc.returncode != 0 and row is not None and row.state == "missing":
+            message = f"no container: `up` stopped before creating it (why: [start {env}] below)"
         rep.add(Result(svc, status, message, data={"log_tail": row.log_tail} if row else None))
         for line in row.log_tail if row else ():
             rep.info(f"    {svc} | {line}")
     if proc.returncode != 0:
         # Compose's own words (the pull that failed, and for which image), not only the
         # services it left behind; streamed output already reached the terminal.
-        rep.failed(f"start {env}", compose_failure("`docker compose up`", proc, secret_masker(run, stack)))
+        rep.failed(f"start {env}", compose_failure("`docker compose up`", proc, secret_masker(run, stack),
+                                                   service_images(stack, env)))
 
 
 def dry_run_actions(text: str, project: str, before: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
@@ -246,17 +248,23 @@ def dry_run_actions(text: str, project: str, before: dict[str, dict[str, Any]]) 
     return out
 
 
-def dry_run_failure(proc: Any, progress: Progress, mask: Any = None) -> str | None:
+def service_images(stack: Any, env: str) -> dict[str, str]:
+    """Service -> the image it runs in ``env`` (settings' image overrides applied)."""
+    return {name: stack.image_of(name, spec) for name, spec in stack.resolved_services(env).items()}
+
+
+def dry_run_failure(proc: Any, progress: Progress, mask: Any = None,
+                    images: dict[str, str] | None = None) -> str | None:
     """Why Compose's dry run failed, or None when it succeeded."""
     if proc.returncode == 0 and not progress.problems:
         return None
-    return compose_failure("Compose's dry run", proc, mask)
+    return compose_failure("Compose's dry run", proc, mask, images)
 
 
-def compose_failure(what: str, proc: Any, mask: Any = None) -> str:
+def compose_failure(what: str, proc: Any, mask: Any = None, images: dict[str, str] | None = None) -> str:
     """``what`` failed, in Compose's own words (its errors, else its last lines), masked."""
     progress = parse_progress(f"{proc.stderr or ''}\n{proc.stdout or ''}")
-    lines = problem_lines(progress.problems) or \
+    lines = problem_lines(progress.problems, images=images) or \
         [r.strip() for r in (proc.stderr or proc.stdout or "").strip().splitlines() if r.strip()][-6:]
     text = "\n  ".join(lines)
     if mask is not None:

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import socket
-import struct
 from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import DockerError
@@ -111,6 +110,8 @@ def quote_literal(value: str) -> str:
 
 def exec_with_stdin(container: str, cmd: list[str], data: bytes, timeout: float = 60) -> tuple[int, bytes]:
     """`docker exec -i` through the SDK's API: ``data`` goes to the process's stdin."""
+    from docker.utils.socket import frames_iter
+
     from .engine import sdk_client
 
     client = sdk_client()
@@ -122,24 +123,9 @@ def exec_with_stdin(container: str, cmd: list[str], data: bytes, timeout: float 
     try:
         raw.sendall(data)
         raw.shutdown(socket.SHUT_WR)
-        output = _read_frames(raw)
+        # The SDK's own demultiplexer (8-byte frame headers: stream, 0, 0, 0, size).
+        output = b"".join(data for _stream, data in frames_iter(raw, tty=False))
     finally:
         raw.close()
     code = api.exec_inspect(exec_id).get("ExitCode")
     return (code if code is not None else -1), output
-
-
-def _read_frames(raw: Any) -> bytes:
-    """Demultiplex the exec stream (8-byte headers: stream, 0, 0, 0, size)."""
-    buf = b""
-    while True:
-        chunk = raw.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    out = b""
-    while len(buf) >= 8:
-        size = struct.unpack(">I", buf[4:8])[0]
-        out += buf[8:8 + size]
-        buf = buf[8 + size:]
-    return out

@@ -98,6 +98,9 @@ def test_an_image_that_cannot_be_pulled_fails_with_composes_reason(
 
         proc = stack.inv("start-monitoring", "--timeout", "30")
         assert proc.returncode == 2, proc.stdout + proc.stderr
-        assert "failed: [start elk]" in proc.stdout and "mmstack-test/not-built-anywhere" in proc.stdout
+        reason = next(l for l in proc.stdout.splitlines() if l.startswith("failed: [start elk]"))
+        assert "`docker compose up` failed (exit 1)" in reason
+        assert "service logstash (image mmstack-test/not-built-anywhere:1):" in proc.stdout, proc.stdout
+        assert "failed: [logstash] no container: `up` stopped before creating it" in proc.stdout
     finally:
         remove_project(docker_client, project)
