@@ -1,11 +1,13 @@
-"""Pure parts of the remote stack tasks: Compose detection, the up/check rules, wipe listing and
-outcome parsing, remote-run's command and recap parsing, the SSH executor's command line."""
+"""The remote stack tasks' parts that need no host: Compose detection, the up/check rules, wipe
+listing (run for real against this engine) and outcome parsing, remote-run's command and recap
+parsing, the SSH executor's command line."""
 
 from __future__ import annotations
 
 import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,10 +69,34 @@ def test_check_outcomes_from_dry_run_actions() -> None:
     assert got["old"] == (Status.CHANGED, "would be removed (orphan of the project)")
 
 
-def test_wipe_listing_uses_the_label_filter_only() -> None:
-    cmd = wipe_list_command("my proj")
-    assert cmd.count("--filter 'label=com.docker.compose.project=my proj'") == 3
-    assert "prune" not in cmd and "--filter name" not in cmd
+def test_wipe_listing_lists_exactly_the_project_on_the_real_engine(docker_client: Any,
+                                                                     test_images: dict[str, str]) -> None:
+    # The listing command runs for real (here, as it would on a host): the project's container,
+    # network and volume are listed; a project whose name only starts the same, and a resource
+    # *named* like the project without its label, are not.
+    import uuid
+
+    token = uuid.uuid4().hex[:8]
+    project, lookalike = f"mmswl {token}", f"mmswl {token}x"
+    made: list[Any] = []
+    try:
+        for proj in (project, lookalike):
+            labels = {"com.docker.compose.project": proj, "com.docker.compose.service": "db"}
+            made.append(docker_client.volumes.create(f"mmswl{token}{len(made)}", labels=labels))
+            made.append(docker_client.networks.create(f"mmswl{token}{len(made)}", labels=labels))
+            made.append(docker_client.containers.create(test_images["standin"], name=f"mmswl{token}{len(made)}",
+                                                        labels=labels))
+        made.append(docker_client.volumes.create(f"{project.replace(' ', '_')}_data"))  # no label
+        proc = subprocess.run(["/bin/sh", "-c", wipe_list_command(project)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        plan = parse_wipe_listing(project, proc.stdout)
+        assert [r.name for r in plan.volumes] == [f"mmswl{token}0"]
+        assert [r.name for r in plan.networks] == [f"mmswl{token}1"]
+        assert [r.name for r in plan.containers] == [f"mmswl{token}2"]
+        assert plan.containers[0].detail == "service db, created"
+    finally:
+        for obj in reversed(made):
+            obj.remove()
 
 
 def test_wipe_listing_parse_keeps_only_exact_project_labels() -> None:
@@ -117,16 +143,40 @@ def test_wipe_remove_command_runs_locally_and_reports_each(tmp_path: Path) -> No
     assert got == {"v'1; rm -rf /": "removed", "gone-v": "gone"}
 
 
-def test_remote_run_command_quotes_and_checks_for_mmstack(tmp_path: Path) -> None:
+ECHO_ARGV = """#!/bin/sh
+printf 'cwd=%s\\n' "$(pwd)"
+printf 'dir=%s\\n' "$MMSTACK_DIR"
+printf 'compose_file=%s\\n' "${COMPOSE_FILE-unset}"
+for a; do printf 'arg=[%s]\\n' "$a"; done
+"""
+
+
+def _echo_tool(bin_dir: Path, name: str) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    tool = bin_dir / name
+    tool.write_text(ECHO_ARGV)
+    tool.chmod(0o755)
+
+
+def test_remote_run_command_passes_every_argument_through_unchanged(tmp_path: Path) -> None:
+    # Run by a real shell, as sshd would: each argument arrives as it was given (spaces, $( ),
+    # quotes, empty), in the stack directory, with MMSTACK_DIR set.
+    stack = tmp_path / "my stack"
+    stack.mkdir()
     argv = ["status", "--json", "a b", "$(echo x)", "it's", ""]
-    cmd = remote_run_command("/srv/my stack", argv)
-    assert cmd.endswith("exec mmstack " + " ".join(shlex.quote(a) for a in argv))
-    assert "MMSTACK_DIR='/srv/my stack'; export MMSTACK_DIR" in cmd
-    proc = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True,
-                          env={"PATH": str(tmp_path)})
-    assert proc.returncode == 127 and MISSING_MARK in proc.stderr
-    home = remote_run_command("~/stack", ["status"])
-    assert 'cd -- "$HOME"/stack' in home
+    _echo_tool(tmp_path / "bin", "mmstack")
+    proc = subprocess.run(["/bin/sh", "-c", remote_run_command(str(stack), argv)], capture_output=True,
+                          text=True, env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"cwd={stack}" and lines[1] == f"dir={stack}"
+    assert [l[5:-1] for l in lines if l.startswith("arg=")] == argv
+    missing = subprocess.run(["/bin/sh", "-c", remote_run_command(str(stack), ["status"])],
+                             capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert missing.returncode == 127 and MISSING_MARK in missing.stderr
+    home = subprocess.run(["/bin/sh", "-c", remote_run_command("~/my stack", ["status"])], capture_output=True,
+                          text=True, env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert home.stdout.splitlines()[0] == f"cwd={stack}"
     with pytest.raises(RemoteError):
         remote_run_command("/srv", [])
 
@@ -142,22 +192,22 @@ def test_reported_changes(stdout: str, expected: int | None) -> None:
     assert reported_changes(stdout) == expected
 
 
-def test_ssh_executor_scrubs_compose_variables_and_quotes() -> None:
-    class Conn:
-        def __init__(self) -> None:
-            self.commands: list[tuple[str, dict]] = []
+def test_ssh_executor_runs_compose_in_the_stack_without_compose_variables(tmp_path: Path) -> None:
+    # The command the executor hands to the connection, run by a real shell: in the stack
+    # directory (`~` expanded), with no COMPOSE_* variable left to override the recorded set,
+    # every argument intact.
+    from invoke import Config, Context
 
-        def run(self, command: str, **kw: object) -> object:
-            self.commands.append((command, kw))
-            return type("R", (), {"exited": 0, "stdout": "[]", "stderr": ""})()
-
-    conn = Conn()
-    ex = SshExecutor(conn, "~/my stack", timeout=42)
+    (tmp_path / "my stack").mkdir()
+    _echo_tool(tmp_path / "bin", "docker")
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "COMPOSE_FILE": "evil.yml"}
+    c = Context(Config(overrides={"run": {"env": env, "replace_env": True}}))
+    ex = SshExecutor(c, "~/my stack", timeout=42)
     proc = ex(["docker", "compose", "-p", "p q", "ps"])
-    command, kw = conn.commands[0]
-    assert command.startswith('cd -- "$HOME"/\'my stack\' && env -u COMPOSE_FILE -u COMPOSE_PROFILES')
-    assert command.endswith("docker compose -p 'p q' ps")
-    assert kw["timeout"] == 42 and "env" not in kw and proc.returncode == 0 and proc.stdout == "[]"
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"cwd={tmp_path / 'my stack'}" and "compose_file=unset" in lines
+    assert [l[5:-1] for l in lines if l.startswith("arg=")] == ["compose", "-p", "p q", "ps"]
 
 
 def test_start_record_file_is_private() -> None:
