@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import MmstackError
+from .masking import MASK, mask_values
 
 if TYPE_CHECKING:
     from .report import Reporter
 
-MASK = "********"
 CHECKSUM_RE = re.compile(rb"^(?:#|--) checksum: sha256:([0-9a-f]{64})$", re.MULTILINE)
 
 
@@ -164,10 +164,7 @@ def mask_text(text: str, desired: DesiredFile, changed: frozenset[str] = frozens
             return m.group(1) + MASK + (" (changed)" if m.group(2) in changed else "")
 
         text = _ASSIGNMENT.sub(hide, text)
-    for value in sorted(set(desired.secret_values), key=len, reverse=True):
-        if value:
-            text = text.replace(value, MASK)
-    return text
+    return mask_values(text, desired.secret_values)
 
 
 def unified_diff(change: FileChange) -> str:

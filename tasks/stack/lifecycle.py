@@ -78,19 +78,15 @@ def by_service(containers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def secret_masker(run: Run, stack: Any) -> Any:
     """A function hiding every stored secret value in a text (identity when none can be read)."""
+    from ..engine.masking import masker
+
     try:
         from ..secrets.api import all_secret_values
 
-        values = sorted((v for v in all_secret_values(run, stack) if len(v) >= 4), key=len, reverse=True)
+        values = list(all_secret_values(run, stack))
     except Exception:  # noqa: BLE001 - masking must never break status
         values = []
-
-    def mask(text: str) -> str:
-        for v in values:
-            text = text.replace(v, "********")
-        return text
-
-    return mask
+    return masker(values)
 
 
 def confirm(question: str, yes: bool, what: str) -> None:

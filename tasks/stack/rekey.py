@@ -18,6 +18,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import DockerError
+from ..engine.masking import mask_values
 from .engine import PROJECT_LABEL, SERVICE_LABEL, EngineAPI
 
 if TYPE_CHECKING:
@@ -92,9 +93,7 @@ def postgres_password_hook(req: Any) -> None:
         sql.encode(),
     )
     if code != 0:
-        text = output.decode("utf-8", "replace")
-        for secret in (req.new, req.old):
-            text = text.replace(secret, "********")
+        text = mask_values(output.decode("utf-8", "replace"), (req.new, req.old))
         raise DockerError(f"psql in the postgres container exited {code}: {text.strip()[-300:]}",
                           fix="check that postgres is healthy (`inv status`)")
     req.run.reporter.changed(f"{POSTGRES_SERVICE} ({req.env})", "password changed in the running database")

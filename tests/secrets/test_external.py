@@ -68,3 +68,10 @@ def test_generated_secrets_and_empty_input_are_refused(stack: Path) -> None:
     proc = run_inv(stack, "rotate-secrets", "--name", "hf_token")
     assert proc.returncode == 1 and "set by you, not generated" in proc.stderr
     assert "HF_TOKEN" not in vllm_env(stack)
+
+
+def test_the_one_masker_hides_a_secret_containing_another_whole() -> None:
+    from tasks.engine.masking import MASK, masker
+
+    mask = masker(["abcd1234", "xxabcd1234yy", "ab", None, 7])
+    assert mask("k=xxabcd1234yy and abcd1234, ab stays") == f"k={MASK} and {MASK}, ab stays"
