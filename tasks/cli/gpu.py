@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from ..gpu.plan import GpuPlan
 
 GPU_ENVIRONMENT = "gpu"
-PLAN_LABEL = ".mmstack/gpu-plan.json"
 # Config keys under mmstack.gpu that feed the planner (PlanOverrides field names).
 PLAN_KEYS = ("tensor_parallel", "pipeline_parallel", "memory_utilization", "max_model_len", "p2p",
              "gpus", "model_weights_gib", "kv_bytes_per_token", "max_model_len_cap", "attention_heads",
@@ -154,6 +153,7 @@ def configure_step(run: Run, facts: "GpuFacts", overrides: dict[str, Any],
                    generate: bool = True) -> "GpuPlan":
     """Plan from ``facts``, save the plan (idempotently), regenerate what it feeds."""
     from ..engine.files import DesiredFile, converge_files
+    from ..engine.layout import state_path
     from ..gpu.plan import PLAN_FILE, load_saved_plan, plan_gpus
     from ..gpu.render import plan_summary
 
@@ -166,7 +166,7 @@ def configure_step(run: Run, facts: "GpuFacts", overrides: dict[str, Any],
     plan = plan_gpus(facts, overrides, previous)
     run.reporter.info(plan_summary(plan, colour=bool(run.reporter.colour)))
     converge_files([DesiredFile(run.state_dir / PLAN_FILE, plan.to_json().encode(), 0o600,
-                                label=PLAN_LABEL, dir_mode=0o700)],
+                                label=state_path(PLAN_FILE), dir_mode=0o700)],
                    run.reporter, check=run.check)
     run.add_output("plan", plan.to_dict())
     if generate:

@@ -21,8 +21,8 @@ from types import ModuleType
 from typing import Any
 
 from .files import atomic_write
+from .layout import CACHE_DIR
 
-CACHE_DIR = "cache"
 
 
 def fingerprint(*parts: str | bytes) -> str:

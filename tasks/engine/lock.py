@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import LockError
+from .layout import LOCK_FILE
 
 
 @contextmanager
@@ -22,7 +23,7 @@ def stack_lock(state_dir: Path, timeout: float = 10.0, poll: float = 0.1) -> Ite
     every mtime alone, the lock file's included.
     """
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = state_dir / "lock"
+    path = state_dir / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     deadline = time.monotonic() + timeout
     try:

@@ -19,10 +19,11 @@ from invoke import Context, Exit
 from invoke.exceptions import UnexpectedExit
 
 from .errors import MmstackError, MultiError
+from .layout import STATE_DIR
 from .lock import stack_lock
 from .report import Reporter
 
-STATE_DIR_NAME = ".mmstack"
+STATE_DIR_NAME = STATE_DIR  # see engine/layout.py
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import ConfigError, GpuError
+from ..engine.layout import GPU_PLAN_FILE
 from .facts import Gpu, GpuFacts, LinkLevel
 
 PLAN_SCHEMA_VERSION = 1
-PLAN_FILE = "gpu-plan.json"
+PLAN_FILE = GPU_PLAN_FILE
 P2P_MODES = {"auto": "auto", "on": "on", "off": "off", "force-on": "on", "force-off": "off",
              "true": "on", "false": "off", "yes": "on", "no": "off"}
 # NCCL_P2P_LEVEL takes LOC, NVL, PIX, PXB, PHB or SYS; NODE has no name of its own there,

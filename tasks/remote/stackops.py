@@ -33,6 +33,7 @@ from typing import Any, TextIO
 
 from ..engine.errors import RemoteError
 from ..engine.files import DesiredFile
+from ..engine.layout import STATE_DIR
 from ..engine.report import Result
 from ..stack.compose import ComposeRunner
 from ..stack.composecmd import compose_probe, parse_compose_probe
@@ -42,7 +43,6 @@ from ..stack.state import RECORD_FILE, StartRecord
 from ..stack.wipe import Outcome, Resource, WipePlan, report_outcome
 from .sync import shell_path
 
-STATE_DIR = ".mmstack"
 LOG_TAIL = 20
 # Compose reads these from the environment and would then disagree with the recorded set.
 _SCRUB = ("COMPOSE_FILE", "COMPOSE_PROFILES", "COMPOSE_PROJECT_NAME", "COMPOSE_PATH_SEPARATOR")

@@ -6,7 +6,6 @@ reports ok/changed per file, honours check mode and diff, and writes atomically.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ from ..engine.files import MASK, DesiredFile, converge_files, with_checksum_head
 from ..engine.run import Run
 from .generate import BASE_FILE, compose_documents, dump_yaml, env_file_name
 from .model import Stack, load_stack
+from ..engine.layout import BACKUPS_DIR, CACHE_DIR
 
-GPU_PLAN_FILE = "gpu-plan.json"
-BACKUPS = "backups"
+BACKUPS = BACKUPS_DIR
 
 
 def validate_schema_step(run: Run, use_cache: bool = True) -> Stack:
@@ -42,15 +41,12 @@ def validate_schema_step(run: Run, use_cache: bool = True) -> Stack:
 
 
 def load_gpu_plan(state_dir: Path) -> dict[str, Any] | None:
-    """The plan `inv configure-gpu` saved, as a dict (None when GPUs were never configured)."""
-    path = state_dir / GPU_PLAN_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise SecretsError(f"cannot read the saved GPU plan: {exc}", file=str(path),
-                           fix="run `inv configure-gpu` again") from None
+    """The plan `inv configure-gpu` saved, as a dict (None when GPUs were never configured);
+    read by the GPU package's one loader."""
+    from ..gpu.plan import load_saved_plan
+
+    plan = load_saved_plan(state_dir)
+    return plan.to_dict() if plan is not None else None
 
 
 def compose_desired(stack: Stack, gpu_plan: dict[str, Any] | None) -> list[DesiredFile]:
@@ -154,7 +150,7 @@ def render_env_step(run: Run, stack: Stack, env: str | None = None,
     if gpu_plan is None:
         gpu_plan = load_gpu_plan(run.state_dir)
     # Check mode writes nothing, not even compiled templates.
-    renderer = EnvRenderer(stack, None if run.check else run.state_dir / "cache" / "jinja")
+    renderer = EnvRenderer(stack, None if run.check else run.state_dir / CACHE_DIR / "jinja")
     changed = 0
     for name in environments_selected(stack, env):
         secrets = _secrets_for(run, stack, name)

@@ -38,8 +38,8 @@ from typing import Any
 
 from ..engine.errors import SecretsError
 from ..engine.files import atomic_write
+from ..engine.layout import SECRETS_DIR
 
-SECRETS_DIR = "secrets"
 MARKER = ".encrypted"
 PLAIN_SUFFIX = ".yaml"
 ENC_SUFFIX = ".enc"

@@ -13,8 +13,9 @@ from typing import Any
 
 from ..engine.errors import ConfigError
 from ..engine.files import atomic_write
+from ..engine.layout import START_RECORD_FILE
 
-RECORD_FILE = "last-start.json"
+RECORD_FILE = START_RECORD_FILE
 
 
 @dataclass(frozen=True)
