@@ -95,7 +95,7 @@ def rotate_secrets(c: Context, service: str | None = None, env: str | None = Non
                    check: bool = False, diff: bool = False, json: bool = False) -> None:
     """Replace only the secrets asked for; say which services must be restarted or re-keyed."""
     from ..schema.steps import render_env_step, validate_schema_step
-    from ..secrets.api import rotate_secrets_step
+    from ..secrets.rotation import rotate_secrets_step
     from ..stack.rekey import rekeying
 
     run = Run.start(c, check=check, diff=diff, json=json)
@@ -130,7 +130,7 @@ def encrypt_secrets(c: Context, key_file: str | None = None, new_key: str | None
                     check: bool = False, json: bool = False) -> None:
     """Encrypt the secrets store at rest (Fernet); re-encrypts with a new key if given one."""
     from ..schema.model import load_stack
-    from ..secrets.api import encrypt_secrets_step
+    from ..secrets.encryption import encrypt_secrets_step
 
     run = Run.start(c, check=check, json=json)
     with run.locked():
@@ -146,7 +146,7 @@ def encrypt_secrets(c: Context, key_file: str | None = None, new_key: str | None
 def decrypt_secrets(c: Context, check: bool = False, json: bool = False) -> None:
     """Store the secrets in the clear again (files stay 0600 in a 0700 directory)."""
     from ..schema.model import load_stack
-    from ..secrets.api import decrypt_secrets_step
+    from ..secrets.encryption import decrypt_secrets_step
 
     run = Run.start(c, check=check, json=json)
     with run.locked():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..engine.errors import ConfigError, SecretsError
 from ..engine.run import Run
 from ..schema.model import Stack
-from .api import _environments, open_store
+from .api import environments_for, open_store
 from .consumers import consumers_in
 from .generate import is_external, validate_secret_value
 
@@ -35,7 +35,7 @@ def set_secret_step(run: Run, stack: Stack, name: str, value: str, env: str | No
                            fix="pass the value exactly as your provider issued it, on standard input")
     store = open_store(run, stack)
     changed = []
-    for e in _environments(stack, [env] if env else None):
+    for e in environments_for(stack, [env] if env else None):
         existing = store.load(e)
         item = f"secrets/{e}/{name}"
         if existing.get(name) == value:

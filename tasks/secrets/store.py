@@ -244,25 +244,6 @@ class SecretStore:
         if not marker.exists():
             atomic_write(marker, b"fernet\n", FILE_MODE, dir_mode=DIR_MODE)
 
-    def convert(self, encrypt: bool, new_keys: KeyProvider | None = None) -> list[str]:
-        """Re-write every environment encrypted (with ``new_keys`` if given) or plain.
-
-        All files are decrypted into memory first, so a wrong key fails before anything is
-        rewritten. Returns the environments rewritten.
-        """
-        values = {env: self.load(env, allow_plain=True) for env in self.environments()}
-        target = SecretStore(self.dir, new_keys or self.keys, encrypt)
-        for env, vals in values.items():
-            target.save(env, vals)
-            if not encrypt:
-                scrub(self.enc_path(env))
-        if encrypt:
-            target._mark_encrypted()
-        else:
-            scrub(self.dir / MARKER)
-        self.keys, self.encrypted = target.keys, encrypt
-        return sorted(values)
-
     # -- modes ----------------------------------------------------------------------------------
     def loose_modes(self) -> list[tuple[Path, int, int]]:
         """(path, current mode, wanted mode) for the directory and every file that is too open."""

@@ -1,6 +1,6 @@
 """Keep a running PostgreSQL in step with a rotated password.
 
-`rekeying()` gives rotate-secrets (which passes it to `secrets.api.rotate_secrets_step`):
+`rekeying()` gives rotate-secrets (which passes it to `secrets.rotation.rotate_secrets_step`):
 
 * a hook for ``postgres_password``: when the project's postgres container is running (and was
   started for the environment being rotated), ``ALTER ROLE <user> PASSWORD '<new>'`` is run in it
@@ -22,7 +22,7 @@ from ..engine.masking import mask_values
 from .engine import PROJECT_LABEL, SERVICE_LABEL, EngineAPI
 
 if TYPE_CHECKING:
-    from ..secrets.api import Rekeying
+    from ..secrets.rotation import Rekeying
 
 POSTGRES_SERVICE = "postgres"
 POSTGRES_VOLUME = "postgres-data"  # the schema's volume name (label org.mmstack.volume)
@@ -30,7 +30,7 @@ POSTGRES_VOLUME = "postgres-data"  # the schema's volume name (label org.mmstack
 
 def rekeying() -> "Rekeying":
     """What rotate-secrets gets from the lifecycle: the PostgreSQL hook and the running probe."""
-    from ..secrets.api import Rekeying
+    from ..secrets.rotation import Rekeying
 
     return Rekeying(hooks={"postgres_password": postgres_password_hook}, running=running_services)
 

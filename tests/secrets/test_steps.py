@@ -12,17 +12,17 @@ from cryptography.fernet import Fernet
 
 from tasks.engine.errors import ConfigError, SecretsError
 from tasks.engine.report import Status
-from tasks.secrets import api
+from tasks.secrets import api, encryption, rotation
 from tasks.secrets.consumers import owned_secrets, secret_uses
 from tasks.secrets.plan import SecretChange, SecretNoOp, plan_secrets
-from tasks.secrets.store import SecretStore
+from tasks.secrets.store import KeyProvider, SecretStore
 from tasks.secrets.generate import is_external
 from tests.secrets.conftest import KEY_ENV
 from tests.secrets.helpers import make_run, stack_of, tree_bytes
 
 
 def store_of(stack_dir: Path) -> SecretStore:
-    return SecretStore.open(stack_dir / ".mmstack", api.KeyProvider(env_var=KEY_ENV))
+    return SecretStore.open(stack_dir / ".mmstack", KeyProvider(env_var=KEY_ENV))
 
 
 def all_values(stack_dir: Path) -> dict[str, dict[str, str]]:
@@ -186,7 +186,7 @@ def test_rotating_one_secret_leaves_everything_else_identical(stack_dir: Path) -
     setup(stack_dir)
     before = all_values(stack_dir)
     cap = make_run(stack_dir)
-    result = api.rotate_secrets_step(cap.run, stack_of(stack_dir), env="staging", names=["redis_password"])
+    result = rotation.rotate_secrets_step(cap.run, stack_of(stack_dir), env="staging", names=["redis_password"])
     after = all_values(stack_dir)
     assert after["staging"]["redis_password"] != before["staging"]["redis_password"]
     after["staging"]["redis_password"] = before["staging"]["redis_password"]
@@ -203,7 +203,7 @@ def test_rotate_by_service(stack_dir: Path) -> None:
     setup(stack_dir)
     before = all_values(stack_dir)
     cap = make_run(stack_dir, diff=True)
-    result = api.rotate_secrets_step(cap.run, stack_of(stack_dir), service="postgres")
+    result = rotation.rotate_secrets_step(cap.run, stack_of(stack_dir), service="postgres")
     after = all_values(stack_dir)
     for env in before:
         assert after[env]["postgres_password"] != before[env]["postgres_password"]
@@ -223,19 +223,19 @@ def test_rotate_by_service(stack_dir: Path) -> None:
 def test_rotate_include_users_and_data_keys_only_by_name(stack_dir: Path) -> None:
     setup(stack_dir)
     cap = make_run(stack_dir)
-    result = api.rotate_secrets_step(cap.run, stack_of(stack_dir), service="grafana", env="production")
+    result = rotation.rotate_secrets_step(cap.run, stack_of(stack_dir), service="grafana", env="production")
     assert result.rotated["production"] == ["grafana_admin_password"]
     assert "grafana_admin_user" in result.skipped
-    result = api.rotate_secrets_step(make_run(stack_dir).run, stack_of(stack_dir), service="grafana",
+    result = rotation.rotate_secrets_step(make_run(stack_dir).run, stack_of(stack_dir), service="grafana",
                                      env="production", include_users=True)
     assert result.rotated["production"] == ["grafana_admin_user", "grafana_admin_password"]
-    result = api.rotate_secrets_step(make_run(stack_dir).run, stack_of(stack_dir), service="n8n",
+    result = rotation.rotate_secrets_step(make_run(stack_dir).run, stack_of(stack_dir), service="n8n",
                                      env="production", include_users=True)
     assert result.rotated["production"] == ["n8n_db_password"]
     assert "n8n_encryption_key" in result.skipped
     # n8n's role password is set by postgres-init, which must run again with it.
     assert result.restart["production"] == ["postgres-init", "n8n"]
-    result = api.rotate_secrets_step(make_run(stack_dir).run, stack_of(stack_dir), env="production",
+    result = rotation.rotate_secrets_step(make_run(stack_dir).run, stack_of(stack_dir), env="production",
                                      names=["n8n_encryption_key"])
     assert result.rotated["production"] == ["n8n_encryption_key"]
     assert "n8n_encryption_key" in result.rekey
@@ -245,7 +245,7 @@ def test_rotate_check_mode_changes_nothing(stack_dir: Path) -> None:
     setup(stack_dir)
     before = all_values(stack_dir)
     cap = make_run(stack_dir, check=True)
-    result = api.rotate_secrets_step(cap.run, stack_of(stack_dir), service="litellm")
+    result = rotation.rotate_secrets_step(cap.run, stack_of(stack_dir), service="litellm")
     assert all_values(stack_dir) == before
     assert result.rotated["production"] == ["litellm_master_key", "litellm_db_password"]
     assert "litellm_salt_key" in result.skipped
@@ -256,13 +256,13 @@ def test_rotate_argument_errors(stack_dir: Path) -> None:
     setup(stack_dir)
     stack = stack_of(stack_dir)
     with pytest.raises(ConfigError, match="say what to rotate"):
-        api.rotate_secrets_step(make_run(stack_dir).run, stack)
+        rotation.rotate_secrets_step(make_run(stack_dir).run, stack)
     with pytest.raises(ConfigError, match="unknown secret"):
-        api.rotate_secrets_step(make_run(stack_dir).run, stack, names=["nope"])
+        rotation.rotate_secrets_step(make_run(stack_dir).run, stack, names=["nope"])
     with pytest.raises(ConfigError, match="unknown service"):
-        api.rotate_secrets_step(make_run(stack_dir).run, stack, service="nope")
+        rotation.rotate_secrets_step(make_run(stack_dir).run, stack, service="nope")
     with pytest.raises(ConfigError, match="owns no secrets"):
-        api.rotate_secrets_step(make_run(stack_dir).run, stack, service="prometheus")
+        rotation.rotate_secrets_step(make_run(stack_dir).run, stack, service="prometheus")
 
 
 def test_failed_rekey_hook_changes_nothing(stack_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -270,16 +270,16 @@ def test_failed_rekey_hook_changes_nothing(stack_dir: Path, monkeypatch: pytest.
     before = all_values(stack_dir)
     calls: list[tuple[str, str, bool]] = []
 
-    def ok_hook(req: api.RekeyRequest) -> None:
+    def ok_hook(req: rotation.RekeyRequest) -> None:
         calls.append((req.env, req.name, req.new == before[req.env][req.name]))
 
-    def failing_hook(req: api.RekeyRequest) -> None:
+    def failing_hook(req: rotation.RekeyRequest) -> None:
         raise RuntimeError(f"psql failed for {req.new}")  # a careless hook puts the value in its error
 
-    hooks = api.Rekeying(hooks={"postgres_user": ok_hook, "postgres_password": failing_hook})
+    hooks = rotation.Rekeying(hooks={"postgres_user": ok_hook, "postgres_password": failing_hook})
     cap = make_run(stack_dir)
     with pytest.raises(SecretsError) as info:
-        api.rotate_secrets_step(cap.run, stack_of(stack_dir), service="postgres", env="production",
+        rotation.rotate_secrets_step(cap.run, stack_of(stack_dir), service="postgres", env="production",
                                 include_users=True, rekeying=hooks)
     text = str(info.value)
     assert "re-keying postgres_password" in text and "nothing was rotated" in text
@@ -295,12 +295,12 @@ def test_successful_rekey_hook_runs_before_the_store_changes(stack_dir: Path,
     before = all_values(stack_dir)
     seen: list[bool] = []
 
-    def hook(req: api.RekeyRequest) -> None:
+    def hook(req: rotation.RekeyRequest) -> None:
         seen.append(store_of(stack_dir).load(req.env)[req.name] == req.old)
         assert req.old != req.new and req.old not in repr(req) and req.new not in repr(req)
 
-    result = api.rotate_secrets_step(make_run(stack_dir).run, stack_of(stack_dir), service="postgres",
-                                     env="production", rekeying=api.Rekeying(hooks={"postgres_password": hook}))
+    result = rotation.rotate_secrets_step(make_run(stack_dir).run, stack_of(stack_dir), service="postgres",
+                                     env="production", rekeying=rotation.Rekeying(hooks={"postgres_password": hook}))
     assert seen == [True]
     assert "postgres_password" not in result.rekey  # the hook re-keyed it
     assert all_values(stack_dir)["production"]["postgres_password"] != before["production"]["postgres_password"]
@@ -308,9 +308,9 @@ def test_successful_rekey_hook_runs_before_the_store_changes(stack_dir: Path,
 
 def test_running_probe_narrows_the_restart_list(stack_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     setup(stack_dir)
-    probe = api.Rekeying(running=lambda run, stack, env: {"redis", "litellm"})
+    probe = rotation.Rekeying(running=lambda run, stack, env: {"redis", "litellm"})
     cap = make_run(stack_dir)
-    result = api.rotate_secrets_step(cap.run, stack_of(stack_dir), env="production", names=["redis_password"],
+    result = rotation.rotate_secrets_step(cap.run, stack_of(stack_dir), env="production", names=["redis_password"],
                                      rekeying=probe)
     assert result.restart == {"production": ["redis"]}
     assert "production: restart: redis" in cap.text
@@ -362,7 +362,7 @@ def test_encrypt_then_setup_and_render_never_write_in_the_clear(stack_dir: Path,
     values = all_values(stack_dir)
     key_file = tmp_path / "keys/secrets.key"
     cap = make_run(stack_dir)
-    api.encrypt_secrets_step(cap.run, stack_of(stack_dir), new_key=str(key_file))
+    encryption.encrypt_secrets_step(cap.run, stack_of(stack_dir), new_key=str(key_file))
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert "encrypted; the plain file was scrubbed" in cap.text
     blob = tree_bytes(stack_dir / ".mmstack")
@@ -371,7 +371,7 @@ def test_encrypt_then_setup_and_render_never_write_in_the_clear(stack_dir: Path,
             assert value.encode() not in blob
     # Idempotent with the same key; a new declaration is written encrypted, too.
     cap = make_run(stack_dir, key_file=str(key_file))
-    api.encrypt_secrets_step(cap.run, stack_of(stack_dir))
+    encryption.encrypt_secrets_step(cap.run, stack_of(stack_dir))
     assert {r.status for r in cap.run.reporter.results} == {Status.OK}
     cap = make_run(stack_dir, key_file=str(key_file))
     api.setup_secrets_step(cap.run, stack_of(stack_dir))
@@ -386,7 +386,7 @@ def test_encrypt_then_setup_and_render_never_write_in_the_clear(stack_dir: Path,
                                      "production")
     monkeypatch.delenv(KEY_ENV)
     # Decrypt restores plain files with the same values.
-    api.decrypt_secrets_step(make_run(stack_dir, key_file=str(key_file)).run, stack_of(stack_dir))
+    encryption.decrypt_secrets_step(make_run(stack_dir, key_file=str(key_file)).run, stack_of(stack_dir))
     assert all_values(stack_dir) == values
     assert not list((stack_dir / ".mmstack/secrets").glob("*.enc"))
 
@@ -394,7 +394,7 @@ def test_encrypt_then_setup_and_render_never_write_in_the_clear(stack_dir: Path,
 def test_encrypt_without_a_key_is_a_clear_error(stack_dir: Path) -> None:
     setup(stack_dir)
     with pytest.raises(SecretsError, match="no encryption key") as info:
-        api.encrypt_secrets_step(make_run(stack_dir).run, stack_of(stack_dir))
+        encryption.encrypt_secrets_step(make_run(stack_dir).run, stack_of(stack_dir))
     assert "--new-key" in (info.value.fix or "")
 
 
@@ -406,10 +406,10 @@ def test_rekey_to_a_new_key(stack_dir: Path, tmp_path: Path, monkeypatch: pytest
     values = {env: store_of(stack_dir).load(env) for env in store_of(stack_dir).environments()}
     new_file = tmp_path / "new.key"
     cap = make_run(stack_dir)
-    api.encrypt_secrets_step(cap.run, stack_of(stack_dir), new_key=str(new_file))
+    encryption.encrypt_secrets_step(cap.run, stack_of(stack_dir), new_key=str(new_file))
     assert "re-encrypted with the new key" in cap.text
     monkeypatch.delenv(KEY_ENV)
-    store = SecretStore.open(stack_dir / ".mmstack", api.KeyProvider(env_var=KEY_ENV, key_file=new_file))
+    store = SecretStore.open(stack_dir / ".mmstack", KeyProvider(env_var=KEY_ENV, key_file=new_file))
     assert {env: store.load(env) for env in store.environments()} == values
 
 

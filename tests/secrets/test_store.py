@@ -83,25 +83,14 @@ def test_encrypted_store_never_falls_back_to_plain(tmp_path: Path) -> None:
     assert not store.plain_path("staging").exists() and not store.enc_path("staging").exists()
 
 
-def test_key_file_and_conversion_scrub_the_plain_file(tmp_path: Path) -> None:
-    store = SecretStore.open(tmp_path / "state", keys())
-    store.save("prod", VALUES)
+def test_a_new_key_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
+    # Converting the store (encrypt, re-key, decrypt) is tested through its steps in
+    # test_steps.py, which is what `inv encrypt-secrets` / `decrypt-secrets` run.
     key_file = tmp_path / "keys" / "secrets.key"
     write_new_key_file(key_file)
     assert mode(key_file) == 0o600
     with pytest.raises(SecretsError, match="refusing to overwrite"):
         write_new_key_file(key_file)
-    converted = store.convert(encrypt=True, new_keys=keys(key_file=key_file))
-    assert converted == ["prod"]
-    assert not store.plain_path("prod").exists() and (store.dir / ".encrypted").exists()
-    for value in VALUES.values():
-        assert value.encode() not in tree_bytes(tmp_path / "state")
-    assert SecretStore.open(tmp_path / "state", keys(key_file=key_file)).load("prod") == VALUES
-    # and back
-    back = SecretStore.open(tmp_path / "state", keys(key_file=key_file))
-    back.convert(encrypt=False)
-    plain = SecretStore.open(tmp_path / "state", keys())
-    assert not plain.encrypted and plain.load("prod") == VALUES
 
 
 def test_yaml_errors_report_the_line_but_not_its_content(tmp_path: Path) -> None:
