@@ -8,6 +8,10 @@
    changed file over SFTP to a temp name in the same directory with its mode set *before* any
    content is written, then renames every temp over its target with ``mv -f`` in one command.
 
+A file whose content changed is fetched first: when its body no longer matches the checksum in
+its own header it was edited by hand on the host, and (as locally) that copy is kept in the
+host's ``.mmstack/backups/`` before it is replaced.
+
 Secrets travel only as SFTP file content: no command line built here contains file content,
 and no command is given an environment. ``--check`` stops after the plan; ``--diff`` fetches the
 remote copy of a changed file over SFTP and shows a unified diff with secrets masked.
@@ -27,7 +31,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..engine.errors import RemoteError
-from ..engine.files import DesiredFile, FileChange, FileFact, NoOp, unified_diff
+from ..engine.files import DesiredFile, FileChange, FileFact, NoOp, is_hand_edited, unified_diff
+from ..engine.layout import BACKUPS_DIR, STATE_DIR
 from ..engine.report import Result, Status
 
 
@@ -278,9 +283,10 @@ def fetch_remote(c: Any, path: str) -> bytes:
 
 # -- the whole step -------------------------------------------------------------------------------
 def sync_files(c: Any, desired: Sequence[DesiredFile], *, check: bool = False, diff: bool = False,
-               host: str | None = None) -> list[Result]:
+               host: str | None = None, backup_dir: str | None = None) -> list[Result]:
     """Converge ``desired`` on the host behind ``c``; one `Result` per file (and per changed
-    secret directory). Under ``check`` nothing is written."""
+    secret directory). Under ``check`` nothing is written. With ``backup_dir`` (the host's
+    ``.mmstack/backups``), a file edited by hand there is copied into it before it is replaced."""
     facts = gather_facts(c, desired)
     plans, dirs = plan_all(facts, desired)
     results: list[Result] = []
@@ -289,24 +295,51 @@ def sync_files(c: Any, desired: Sequence[DesiredFile], *, check: bool = False, d
             results.append(Result(f"{d.path}/", Status.CHANGED, f"directory {', '.join(d.reasons)}",
                                   host=host))
     changes = [p for p in plans if isinstance(p, RemoteChange)]
-    diffs: dict[int, str] = {}
-    if diff:
-        for ch in changes:
-            diffs[id(ch)] = remote_diff(c, ch)
+    old_content = {id(ch): fetch_remote(c, ch.fact.path) for ch in changes
+                   if ch.fact.exists and ch.content_changed and (diff or backup_dir is not None)}
+    hand_edited = {key for key, content in old_content.items() if is_hand_edited(content)}
+    diffs = {id(ch): remote_diff(ch, old_content.get(id(ch))) for ch in changes} if diff else {}
+    kept: dict[int, str] = {}
     if not check:
+        if backup_dir is not None and hand_edited:
+            kept = keep_hand_edited(c, [ch for ch in changes if id(ch) in hand_edited], backup_dir)
         apply_remote(c, changes, dirs)
     for plan in plans:
         if isinstance(plan, NoOp):
             results.append(Result(plan.desired.name, Status.OK, "", host=host))
-        else:
-            results.append(Result(plan.desired.name, Status.CHANGED, ", ".join(plan.reasons),
-                                  diff=diffs.get(id(plan)), host=host))
+            continue
+        reasons = list(plan.reasons)
+        if id(plan) in hand_edited:
+            reasons[reasons.index("content differs")] = "edited by hand on the host since it was generated"
+            if id(plan) in kept:
+                reasons.append(f"the edited copy is kept in {kept[id(plan)]}")
+            elif check and backup_dir is not None:
+                reasons.append("the edited copy would be kept in .mmstack/backups/")
+        results.append(Result(plan.desired.name, Status.CHANGED, ", ".join(reasons),
+                              diff=diffs.get(id(plan)), host=host))
     return results
 
 
-def remote_diff(c: Any, change: RemoteChange) -> str:
-    """Unified diff of the host's copy against the desired content, secrets masked."""
-    old = fetch_remote(c, change.fact.path) if change.fact.exists and change.content_changed else None
+def keep_hand_edited(c: Any, changes: Sequence[RemoteChange], backup_dir: str) -> dict[int, str]:
+    """Copy each hand-edited file into ``backup_dir`` on the host (0700; the copy keeps the
+    file's own mode), in one command; returns change id -> where its copy went."""
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    q = shell_path
+    kept: dict[int, str] = {}
+    steps = [f"mkdir -p -m 700 -- {q(backup_dir)} && chmod 700 -- {q(backup_dir)}"]
+    for ch in changes:
+        target = posixpath.join(backup_dir, f"{posixpath.basename(ch.fact.path)}.{stamp}.hand-edited")
+        steps.append(f"cp -p -- {q(ch.fact.path)} {q(target)}")
+        kept[id(ch)] = target
+    c.run(" && ".join(steps), hide=True, in_stream=False)
+    return kept
+
+
+def remote_diff(change: RemoteChange, old: bytes | None) -> str:
+    """Unified diff of the host's copy (``old``, as fetched) against the desired content,
+    secrets masked."""
     if change.fact.exists and not change.content_changed:
         old = change.desired.content
     fact = FileFact(Path(change.fact.path), old, change.fact.mode)
@@ -317,12 +350,19 @@ def remote_diff(c: Any, change: RemoteChange) -> str:
     return text
 
 
+def host_backup_dir(stack_dir: str) -> str:
+    """The host's ``.mmstack/backups``, where hand-edited files are kept."""
+    return posixpath.join(stack_dir, STATE_DIR, BACKUPS_DIR)
+
+
 def sync_job(files_for: Callable[[Any], Sequence[DesiredFile]], *, check: bool = False,
              diff: bool = False) -> Callable[[Any, Any, Any], None]:
-    """A per-host job for `parallel.run_connected`: sync ``files_for(host)`` to that host."""
+    """A per-host job for `parallel.run_connected`: sync ``files_for(host)`` to that host,
+    keeping hand-edited copies in the host's ``.mmstack/backups``."""
 
     def job(conn: Any, host: Any, hr: Any) -> None:
-        for result in sync_files(conn, files_for(host), check=check, diff=diff, host=host.name):
+        for result in sync_files(conn, files_for(host), check=check, diff=diff, host=host.name,
+                                 backup_dir=host_backup_dir(host.stack_dir)):
             hr.add(result)
 
     return job
