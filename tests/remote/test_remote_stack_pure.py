@@ -4,7 +4,6 @@ parsing, the SSH executor's command line."""
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
