@@ -8,6 +8,7 @@ import subprocess
 from invoke import Collection, Context, task
 
 from ..engine.run import Run, boundary, config_value
+from ..engine.settings import defaults_for
 
 
 @task(help={
@@ -106,5 +107,4 @@ ns.add_task(validate_schema, "validate-schema")
 ns.add_task(generate_compose, "generate-compose")
 ns.add_task(render_env, "render-env")
 ns.add_task(validate_compose, "validate-compose")
-# lock_timeout is a float so INVOKE_MMSTACK_LOCK_TIMEOUT=0.5 casts cleanly.
-ns.configure({"mmstack": {"compose_command": None, "lock_timeout": 10.0}})
+ns.configure(defaults_for("compose_command", "lock_timeout", "verbose", "stack_dir"))

@@ -21,6 +21,7 @@ from invoke import Collection, Context, task
 
 from ..engine.errors import ConfigError, GpuError, MmstackError
 from ..engine.run import Run, boundary, config_value, resolve, stack_dir_of
+from ..engine.settings import defaults_for
 
 if TYPE_CHECKING:
     from ..remote.inventory import Host
@@ -39,7 +40,7 @@ def _gather(c: Context, source: str | None, host: str | None) -> "GpuFacts":
     """Facts for this host (NVML or nvidia-smi) or for ``host`` over SSH (nvidia-smi)."""
     from ..gpu.detect import detect_facts
 
-    src = resolve(source, c, "gpu.source", "auto")
+    src = resolve(source, c, "gpu.source")
     if not host:
         return detect_facts(c, src)
     if src == "nvml":
@@ -99,7 +100,7 @@ def _overrides(c: Context, args: dict[str, Any]) -> dict[str, Any]:
     """argument > config mmstack.gpu.* > the planner's defaults."""
     out: dict[str, Any] = {}
     for key in PLAN_KEYS:
-        value = resolve(args.get(key), c, f"gpu.{key}", None)
+        value = resolve(args.get(key), c, f"gpu.{key}")
         if value is not None:
             out[key] = value
     for key in ("tensor_parallel", "pipeline_parallel", "max_model_len"):
@@ -275,17 +276,5 @@ ns = Collection("gpu")
 ns.add_task(detect_gpu, "detect-gpu")
 ns.add_task(configure_gpu, "configure-gpu")
 ns.add_task(start_gpu_auto, "start-gpu-auto")
-ns.configure({"mmstack": {"gpu": {
-    "source": "auto",
-    "p2p": "auto",
-    "tensor_parallel": None,
-    "pipeline_parallel": None,
-    "memory_utilization": None,
-    "max_model_len": None,
-    "gpus": None,
-    # The served model's sizes come from the schema's models: (model_weights_gib,
-    # kv_bytes_per_token, max_model_len_cap and attention_heads may still be set here).
-    "min_concurrent_seqs": 4,
-    "busy_fraction": 0.5,
-}}})
+ns.configure(defaults_for("gpu"))
 

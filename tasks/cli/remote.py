@@ -36,6 +36,7 @@ from typing import Any
 from invoke import Collection, Context, task
 
 from ..engine.run import Run, boundary, resolve
+from ..engine.settings import defaults_for
 
 _HELP = {
     "hosts": "a group, host names (a,b), a glob (gpu*) or 'all' (default: all)",
@@ -151,7 +152,7 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
     stack = load_stack(run.stack)
     environments = sorted({env or h.environment for h in selected})
     secrets = {e: load_environment_secrets(run, stack, e) for e in environments}
-    wait_timeout = int(resolve(timeout, c, "stack.wait_timeout", 300))
+    wait_timeout = int(resolve(timeout, c, "stack.wait_timeout"))
     preferred = resolve(None, c, "remote.compose_command")
     generate = threading.Lock()  # generation is CPU-bound; one host at a time keeps it simple
 
@@ -274,7 +275,7 @@ def remote_wipe(c: Context, hosts: str | None = None, limit: str | None = None,
     if todo and not run.check:
         confirm(f"This deletes everything listed above on {len(todo)} host(s): "
                 f"{', '.join(h.name for h in todo)}.", yes, "wipe")
-        stop_timeout = int(resolve(None, c, "stack.wipe_stop_timeout", 2))
+        stop_timeout = int(resolve(None, c, "stack.wipe_stop_timeout"))
         not_removed: dict[str, list[str]] = {}
 
         def remove(conn: Any, host: Any, hr: Any) -> None:
@@ -350,4 +351,4 @@ ns.add_task(deploy, "deploy")
 ns.add_task(remote_status, "remote-status")
 ns.add_task(remote_wipe, "remote-wipe")
 ns.add_task(remote_run, "remote-run")
-ns.configure({"mmstack": {"remote": {"inventory": None, "forks": None, "compose_command": None}}})
+ns.configure(defaults_for("remote"))

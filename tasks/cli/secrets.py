@@ -10,6 +10,7 @@ from __future__ import annotations
 from invoke import Collection, Context, task
 
 from ..engine.run import Run, boundary
+from ..engine.settings import defaults_for
 
 
 @task(help={
@@ -160,4 +161,4 @@ ns.add_task(rotate_secrets, "rotate-secrets")
 ns.add_task(set_secret, "set-secret")
 ns.add_task(encrypt_secrets, "encrypt-secrets")
 ns.add_task(decrypt_secrets, "decrypt-secrets")
-ns.configure({"mmstack": {"secrets": {"key_env": "MMSTACK_SECRETS_KEY", "key_file": None}}})
+ns.configure(defaults_for("secrets"))

@@ -13,7 +13,8 @@ from invoke import Collection, Context, Exit, task
 
 from ..engine.errors import ConfigError
 from ..engine.run import boundary, resolve, stack_dir_of
-from ..security.step import DEFAULT_FAIL_ON, fail_on_severity
+from ..engine.settings import defaults_for
+from ..security.step import fail_on_severity
 
 def _format(value: object) -> str:
     from ..security.output import FORMATS
@@ -62,7 +63,7 @@ def validate_security(c: Context, path: list[str] | None = None, format: str | N
     from ..security.validate import scan_stack
 
     stack = stack_dir_of(c)
-    threshold = fail_on_severity(resolve(fail_on, c, "security.fail_on", DEFAULT_FAIL_ON))
+    threshold = fail_on_severity(resolve(fail_on, c, "security.fail_on"))
     fmt = _format(format or "table")
     extra = _paths(path or [], stack)
     hints = {p: env for p in extra} if env else None
@@ -86,4 +87,4 @@ def validate_security(c: Context, path: list[str] | None = None, format: str | N
 
 ns = Collection("security")
 ns.add_task(validate_security, "validate-security")
-ns.configure({"mmstack": {"security": {"fail_on": DEFAULT_FAIL_ON}}})
+ns.configure(defaults_for("security"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from invoke import Collection, Context, Exit, task
 
 from ..engine.run import Run, boundary, resolve
+from ..engine.settings import defaults_for
 
 START_HELP = {
     "profile": "also start this stack or environment profile (repeatable)",
@@ -25,7 +26,7 @@ def _start(c: Context, env: str, profile: list[str] | None, no_wait: bool, timeo
     from ..stack.lifecycle import start_step
 
     run = Run.start(c, check=check, json=json)
-    wait_timeout = int(resolve(timeout, c, "stack.wait_timeout", 300))
+    wait_timeout = int(resolve(timeout, c, "stack.wait_timeout"))
     with run.locked():
         start_step(run, env, tuple(profile or ()), wait=not no_wait, timeout=wait_timeout)
     run.finish()
@@ -111,7 +112,7 @@ def restart(c: Context, service: list[str] | None = None, timeout: int | None = 
 
     run = Run.start(c, check=check, json=json)
     with run.locked():
-        restart_step(run, list(service or []), int(resolve(timeout, c, "stack.wait_timeout", 300)))
+        restart_step(run, list(service or []), int(resolve(timeout, c, "stack.wait_timeout")))
     run.finish()
 
 
@@ -188,10 +189,4 @@ for _name, _task in (
     ("backup", backup), ("restore", restore), ("reset", reset),
 ):
     ns.add_task(_task, _name)
-ns.configure({"mmstack": {"stack": {
-    "wait_timeout": 300,
-    "stop_timeout": 10,
-    "wipe_stop_timeout": 2,
-    "backup_dir": "backups",
-    "backup_image": None,
-}}})
+ns.configure(defaults_for("stack", "environment"))

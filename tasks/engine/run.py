@@ -1,7 +1,7 @@
 """The per-invocation context every task builds first: where the stack is, how to report.
 
 Values resolve as task argument > Invoke config (``mmstack.*``) > built-in default; the
-defaults live next to each collection in ``ns.configure``.
+defaults live in engine/settings.py.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from invoke import Context, Exit
 from invoke.exceptions import UnexpectedExit
 
+from . import settings
 from .errors import MmstackError, MultiError
 from .layout import STATE_DIR
 from .lock import stack_lock
@@ -27,22 +28,22 @@ STATE_DIR_NAME = STATE_DIR  # see engine/layout.py
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def config_value(c: Context, key: str, default: Any = None) -> Any:
-    """Read ``mmstack.<key>`` from the Invoke config (dotted keys allowed)."""
+def config_value(c: Context, key: str) -> Any:
+    """``mmstack.<key>`` from the Invoke config (dotted keys allowed), else its built-in default."""
     node: Any = c.config.get("mmstack", {})
     for part in key.split("."):
         try:
             node = node[part]
         except (KeyError, TypeError):
-            return default
-    return default if node is None else node
+            return settings.default(key)
+    return settings.default(key) if node is None else node
 
 
-def resolve(arg: Any, c: Context, key: str, default: Any = None) -> Any:
-    """argument > config > default."""
+def resolve(arg: Any, c: Context, key: str) -> Any:
+    """argument > config > built-in default."""
     if arg is not None:
         return arg
-    return config_value(c, key, default)
+    return config_value(c, key)
 
 
 def stack_dir_of(c: Context) -> Path:
@@ -73,7 +74,7 @@ class Run:
         json: bool = False,
         reporter: Reporter | None = None,
     ) -> "Run":
-        verbose = bool(config_value(c, "verbose", False))
+        verbose = bool(config_value(c, "verbose"))
         rep = reporter or Reporter(json_mode=json, show_diff=diff, check=check, verbose=verbose)
         return cls(c, stack_dir_of(c), rep, check, diff, json)
 
@@ -87,7 +88,7 @@ class Run:
         if self.check:
             yield
             return
-        timeout = float(config_value(self.c, "lock_timeout", 10))
+        timeout = float(config_value(self.c, "lock_timeout"))
         with stack_lock(self.state_dir, timeout=timeout):
             yield
 

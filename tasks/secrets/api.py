@@ -19,7 +19,7 @@ from ..schema.model import Stack
 from .consumers import consumers_in
 from .generate import is_external, rule_problems, validate_secret_value
 from .plan import SecretChange, apply_to, changes, plan_secrets
-from .store import DEFAULT_KEY_ENV, KeyProvider, SecretStore
+from .store import KeyProvider, SecretStore
 
 SETUP_FIX = "run `inv setup-secrets`"
 
@@ -43,7 +43,7 @@ def key_provider(run: Run, stack: Stack, key_file: str | Path | None = None) -> 
     ``mmstack.secrets.*`` > ``$MMSTACK_SECRETS_KEY``. A relative key file is relative to the
     stack directory."""
     settings = (stack.settings or {}).get("secrets") or {}
-    env_var = settings.get("key_env") or config_value(run.c, "secrets.key_env", DEFAULT_KEY_ENV)
+    env_var = settings.get("key_env") or config_value(run.c, "secrets.key_env")
     configured = key_file or settings.get("key_file") or config_value(run.c, "secrets.key_file")
     path = None
     if configured:

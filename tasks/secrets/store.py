@@ -39,6 +39,7 @@ from typing import Any
 from ..engine.errors import SecretsError
 from ..engine.files import atomic_write
 from ..engine.layout import SECRETS_DIR
+from ..engine.settings import default
 
 MARKER = ".encrypted"
 PLAIN_SUFFIX = ".yaml"
@@ -46,7 +47,7 @@ ENC_SUFFIX = ".enc"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 FORMAT_VERSION = 1
-DEFAULT_KEY_ENV = "MMSTACK_SECRETS_KEY"
+DEFAULT_KEY_ENV = default("secrets.key_env")
 NEW_KEY_HINT = "`inv encrypt-secrets --new-key ~/.config/mmstack/secrets.key`"
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from ..engine.errors import ConfigError
 from ..engine.run import Run, config_value
+from ..engine.settings import default
 
-DEFAULT_FAIL_ON = "high"
+DEFAULT_FAIL_ON = default("security.fail_on")
 
 
 def fail_on_severity(value: object) -> str:
@@ -32,7 +33,7 @@ def run_security_step(run: Run, extra_paths: Sequence[Path] = ()) -> None:
     from .validate import AREAS, scan_cache, scan_stack
 
     run.reporter.task("validate-security")
-    threshold = fail_on_severity(config_value(run.c, "security.fail_on", DEFAULT_FAIL_ON))
+    threshold = fail_on_severity(config_value(run.c, "security.fail_on"))
     cache = scan_cache(run.state_dir, writable=not run.check)
     result = scan_stack(run.stack, extra_paths, cache=cache)
     cache.save()

@@ -497,11 +497,11 @@ def wipe_step(run: Run, yes: bool, all_files: bool, backup: bool, confirmed: boo
         confirm(f"This deletes everything listed above{' (volumes are backed up first)' if backup else ''}.",
                 yes, "wipe")
     if backup and plan.volumes:
-        stop_containers(client, project, int(config_value(run.c, "stack.stop_timeout", 10)))
+        stop_containers(client, project, int(config_value(run.c, "stack.stop_timeout")))
         _backup(run, client, project)
 
     started = time.monotonic()
-    outcomes = apply_wipe(client, plan, int(config_value(run.c, "stack.wipe_stop_timeout", 2)),
+    outcomes = apply_wipe(client, plan, int(config_value(run.c, "stack.wipe_stop_timeout")),
                           lambda o: report_outcome(rep, o))
     for p in files:
         try:
@@ -530,7 +530,7 @@ def backup_step(run: Run) -> Path | None:
         for v in project_volumes(client, stack.project):
             rep.changed(f"backup {v.name}", "would be archived")
         return None
-    stopped = stop_containers(client, stack.project, int(config_value(run.c, "stack.stop_timeout", 10)))
+    stopped = stop_containers(client, stack.project, int(config_value(run.c, "stack.stop_timeout")))
     for c in stopped:
         rep.changed(c.name, "stopped for a consistent copy")
     try:
