@@ -149,6 +149,7 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
     from ..secrets.api import load_environment_secrets
 
     stack = load_stack(run.stack)
+    _check_environments(stack, selected, env)
     environments = sorted({env or h.environment for h in selected})
     secrets = {e: load_environment_secrets(run, stack, e) for e in environments}
     wait_timeout = int(resolve(timeout, c, "stack.wait_timeout", 300))
@@ -185,6 +186,28 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
     outcome.print_recap(run.reporter)
     run.add_output("hosts", outcome.to_dict())
     run.finish()
+
+
+def _check_environments(stack: Any, selected: list[Any], env: str | None) -> None:
+    """Every host's environment exists, before the first connection; blamed on the line that
+    names it (the inventory's, or --env)."""
+    from ..engine.errors import MultiError
+    from ..remote.inventorycheck import environment_error
+
+    known = stack.environment_names
+    if env is not None:
+        if env not in known:
+            raise environment_error(None, env, known, from_option=True)
+        return
+    errors, seen = [], set()
+    for host in selected:
+        if host.environment not in known:
+            error = environment_error(host, host.environment, known, from_option=False)
+            if (error.file, error.line) not in seen:
+                seen.add((error.file, error.line))
+                errors.append(error)
+    if errors:
+        raise errors[0] if len(errors) == 1 else MultiError(errors)
 
 
 def _masker(values: Any) -> Any:

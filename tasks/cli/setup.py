@@ -29,8 +29,8 @@ def setup(c: Context, env: str | None = None, check: bool = False, diff: bool = 
     from ..secrets.api import setup_secrets_step
 
     run = Run.start(c, check=check, diff=diff, json=json)
+    stack = validate_schema_step(run)  # reads only: a run that fails it leaves nothing behind
     with run.locked():
-        stack = validate_schema_step(run)
         envs = environments_selected(stack, env)
         run_security_step(run)
         if not run.reporter.failed_any:

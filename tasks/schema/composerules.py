@@ -219,16 +219,36 @@ class Collector:
     """Errors, each reported once however many services or environments share its origin."""
 
     def __init__(self) -> None:
-        self.errors: list[MmstackError] = []
-        self._seen: set[tuple[str, int | None, str]] = set()
+        self._found: dict[tuple[str, int | None, str], tuple[YamlSource, KeyPath, str, list[tuple[str, str | None]]]] = {}
+        self._extra: list[MmstackError] = []
 
-    def add(self, source: YamlSource, path: KeyPath, message: str, fix: str) -> None:
-        line = source.line_of(path)
-        key = (source.file, line, message)
-        if key in self._seen:
-            return
-        self._seen.add(key)
-        self.errors.append(source.error(path, message, fix))
+    def add(self, source: YamlSource, path: KeyPath, message: str, fix: str,
+            context: tuple[str, str | None] | None = None) -> None:
+        key = (source.file, source.line_of(path), message)
+        entry = self._found.setdefault(key, (source, path, fix, []))
+        if context is not None and context not in entry[3]:
+            entry[3].append(context)
+
+    def extend(self, errors: list[MmstackError]) -> None:
+        self._extra += errors
+
+    @property
+    def errors(self) -> list[MmstackError]:
+        out = list(self._extra)
+        for (_file, _line, message), (source, path, fix, contexts) in self._found.items():
+            out.append(source.error(path, message + _contexts(contexts), fix))
+        return out
+
+
+def _contexts(contexts: list[tuple[str, str | None]]) -> str:
+    if not contexts:
+        return ""
+    services = list(dict.fromkeys(svc for svc, _ in contexts))
+    envs = list(dict.fromkeys(env for _, env in contexts if env))
+    who = f"service {services[0]!r}" if len(services) == 1 else f"{len(services)} services"
+    where = "" if not envs else (f" in environment {envs[0]!r}" if len(envs) == 1 else
+                                 f" in environments {', '.join(repr(e) for e in envs)}")
+    return f" (for {who}{where})"
 
 
 def resolved_value_errors(stack: "Stack", envs: list[str | None]) -> list[MmstackError]:
@@ -240,7 +260,7 @@ def resolved_value_errors(stack: "Stack", envs: list[str | None]) -> list[Mmstac
             specs = stack.resolved_services(env)
             names = stack.environment(env).services if env else list(specs)
         except MmstackError as exc:
-            out.errors.append(exc)
+            out.extend([exc])
             continue
         for svc in names:
             _service_errors(stack, origins, env, svc, specs[svc], out)
@@ -256,12 +276,12 @@ def _service_errors(stack: "Stack", origins: Origins, env: str | None, svc: str,
         for path, message in cerberus_error_paths(validator.errors):
             source, where = origins.find(env, svc, path, spec)
             found, value = _value_at(spec, path)
-            out.add(source, where, _message(message, env, svc, path), _fix(message, value, where))
+            out.add(source, where, _message(message, path), _fix(message, value, where), (svc, env))
         return  # the checks below assume the types are right
     for i, port in enumerate(spec.get("ports") or []):
         if "host_ip" in port and (problem := ip_problem(port["host_ip"])):
             source, where = origins.find(env, svc, ("ports", i, "host_ip"), spec)
-            out.add(source, where, f"host_ip {problem}", "write an IPv4 or IPv6 address, e.g. 127.0.0.1")
+            out.add(source, where, f"host_ip {problem}", "write an IPv4 or IPv6 address, e.g. 127.0.0.1", (svc, env))
         host = port.get("host")
         offset = stack.host_port_offset
         if host is not None and offset and host + offset > 65535:
@@ -278,7 +298,7 @@ def _service_errors(stack: "Stack", origins: Origins, env: str | None, svc: str,
             source, where = origins.find(env, svc, sub, spec)
             out.add(source, where,
                     f"{value!r}: Compose replaces $NAME with a variable from the shell that runs it",
-                    "write $$ for a literal $ (Compose turns $$ into $)")
+                    "write $$ for a literal $ (Compose turns $$ into $)", (svc, env))
 
 
 def _strings(spec: dict[str, Any]) -> Iterable[tuple[KeyPath, str]]:
@@ -305,11 +325,10 @@ def _settings_errors(stack: "Stack", env: str, out: Collector) -> None:
                 f"bind_address {problem}", "write an IPv4 address, e.g. 127.0.0.1 (or 0.0.0.0 for every interface)")
 
 
-def _message(message: str, env: str | None, svc: str, path: KeyPath) -> str:
+def _message(message: str, path: KeyPath) -> str:
     if message == "unknown field":
         message = f"unknown key {path[-1]!r}" + suggest(path[-1], _known_keys(path))
-    where = f"service {svc!r}" + (f" in environment {env!r}" if env else "")
-    return f"{message} (for {where})"
+    return message
 
 
 def _known_keys(path: KeyPath) -> list[str]:
