@@ -49,8 +49,15 @@ _HELP = {
 def _hosts(run: Run, hosts: str | None, limit: str | None, inventory: str | None):
     from ..remote.inventory import load_inventory
 
+    from ..engine.errors import MultiError
+    from ..remote.inventorycheck import host_errors
+
     inv = load_inventory(run.stack, resolve(inventory, run.c, "remote.inventory"))
-    return inv, inv.select(hosts or "all", limit)
+    selected = inv.select(hosts or "all", limit)
+    errors = host_errors(selected, run.stack)  # before the first connection
+    if errors:
+        raise errors[0] if len(errors) == 1 else MultiError(errors)
+    return inv, selected
 
 
 def _forks(run: Run, forks: int | None, inv: Any) -> int:

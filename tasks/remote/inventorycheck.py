@@ -84,17 +84,6 @@ def value_errors(src: YamlSource, root: Path) -> list[MmstackError]:
     for path, hvars in var_levels(data):
         if isinstance(hvars.get("address"), str) and (problem := address_problem(hvars["address"])):
             out.append(_err(src, path + ("address",), *problem))
-        key_file = hvars.get("key_file")
-        if isinstance(key_file, str) and key_file:
-            resolved = resolve_key_file(key_file, root)
-            if not resolved.is_file():
-                out.append(_err(src, path + ("key_file",), f"key file {key_file!r} does not exist"
-                                + (f" (looked for {resolved})" if str(resolved) != key_file else ""),
-                                "point key_file at an existing private key, e.g. ssh-keygen -t ed25519 -f "
-                                f"{key_file}, or remove it to use the SSH agent"))
-            elif not os.access(resolved, os.R_OK):
-                out.append(_err(src, path + ("key_file",), f"key file {key_file!r} cannot be read",
-                                "run as the user that owns the key, or fix its permissions (chmod 600)"))
         gpu = hvars.get("gpu")
         if isinstance(gpu, dict):
             for key, value in gpu.items():
@@ -129,6 +118,35 @@ def gpu_problem(key: str, value: Any, p2p_modes: dict[str, str]) -> tuple[str, s
         if not isinstance(value, str):
             return f"model must be a model name, not {value!r}", "write the key of an entry under the schema's models:"
     return None
+
+
+def host_errors(hosts: Iterable[Any], root: Path) -> list[MmstackError]:
+    """What must hold on this machine for the selected hosts: their key files exist and can be
+    read. (A key file is checked only for a host about to be connected to: the sample inventory
+    names ~/.ssh/id_ed25519, which need not exist where it is merely read.)"""
+    out: list[MmstackError] = []
+    seen: set[tuple[Any, ...]] = set()
+    for host in hosts:
+        if not host.key_file:
+            continue
+        resolved = resolve_key_file(host.key_file, root)
+        problem = None
+        if not resolved.is_file():
+            problem = (f"key file {host.key_file!r} of host {host.name!r} does not exist"
+                       + (f" (looked for {resolved})" if str(resolved) != host.key_file else ""),
+                       f"point key_file at an existing private key (ssh-keygen -t ed25519 -f {host.key_file} "
+                       "makes one), or remove it to use the SSH agent")
+        elif not os.access(resolved, os.R_OK):
+            problem = (f"key file {host.key_file!r} of host {host.name!r} cannot be read",
+                       "run as the user that owns the key, or fix its permissions (chmod 600)")
+        if problem is None:
+            continue
+        file, line, key_path = (host.origins or {}).get("key_file") or (host.source, None, "key_file")
+        if (file, line) in seen:
+            continue
+        seen.add((file, line))
+        out.append(ConfigError(problem[0], file=file, line=line, key_path=key_path, fix=problem[1]))
+    return out
 
 
 def resolve_key_file(key_file: str, root: Path) -> Path:

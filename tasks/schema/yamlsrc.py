@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import errno
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ def decode_text(data: bytes, name: str, error: type[MmstackError] = SchemaError)
         encoding = "UTF-16" if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "not UTF-8"
         raise error(f"the file is {encoding}: byte 0x{data[offset]:02x} in column {column} is not UTF-8",
                     file=name, line=line,
+                    key_path=path_at_line(data.decode("utf-8", "replace"), line) if name.endswith((".yaml", ".yml")) else None,
                     fix="save the file as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8), or remove that character") from None
 
 
@@ -128,6 +130,29 @@ def load_yaml(path: Path, display: str | None = None, text: str | None = None) -
     return YamlSource(name, data, lines)
 
 
+_KEY_LINE = re.compile(r"""^(\s*)(?:-\s+)?("[^"]*"|'[^']*'|[^\s#'"{\[\]},&*!|>%@`-][^:#]*?|[A-Za-z0-9_][^:#]*?)\s*:(?:\s|$)""")
+
+
+def path_at_line(text: str, line: int | None) -> str | None:
+    """The block-style key path that ``line`` sits under, read from the text alone.
+
+    For errors found before there is a node tree (a syntax error, an undecodable byte, a
+    recursive alias): a reader still wants to know which entry to look at.
+    """
+    if not line:
+        return None
+    stack: list[tuple[int, str]] = []
+    for raw in text.splitlines()[:line]:
+        match = _KEY_LINE.match(raw)
+        if not match or raw.lstrip().startswith("#"):
+            continue
+        indent = len(match.group(1)) + (raw[len(match.group(1)):].startswith("-") and 2 or 0)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, match.group(2).strip("'\"")))
+    return ".".join(key for _, key in stack) or None
+
+
 def syntax_error(exc: yaml.MarkedYAMLError, name: str, text: str = "") -> SchemaError:
     """The line a person must fix: where an unclosed quote or bracket *opened*, which the parser
     names as its context, rather than where it finally gave up (often many lines later)."""
@@ -150,7 +175,7 @@ def syntax_error(exc: yaml.MarkedYAMLError, name: str, text: str = "") -> Schema
         fix = "indent with spaces; YAML does not allow tabs"
     else:
         fix = "check indentation, quoting and colons on that line"
-    return SchemaError(message, file=name, line=line, fix=fix)
+    return SchemaError(message, file=name, line=line, key_path=path_at_line(text, line), fix=fix)
 
 
 def _check_aliases(root: yaml.Node, text: str, name: str) -> None:
@@ -187,6 +212,7 @@ def _check_aliases(root: yaml.Node, text: str, name: str) -> None:
                 raise SchemaError(
                     f"aliases expand to more than {MAX_EXPANDED_NODES:,} values (an alias bomb)",
                     file=name, line=node.start_mark.line + 1,
+                    key_path=path_at_line(text, node.start_mark.line + 1),
                     fix="write the values out, or alias a mapping once instead of nesting aliases of aliases")
 
 
@@ -216,7 +242,7 @@ def _recursive_alias(text: str, name: str) -> SchemaError:
     except yaml.YAMLError:
         pass
     return SchemaError(f"alias *{alias} is used inside its own anchor &{alias} (a recursive value)",
-                       file=name, line=line,
+                       file=name, line=line, key_path=path_at_line(text, line),
                        fix="an alias may only repeat a value defined before it; copy the value instead")
 
 
