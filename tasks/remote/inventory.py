@@ -278,6 +278,11 @@ def _error(src: YamlSource, path: KeyPath, message: str) -> ConfigError:
     elif message.startswith("unallowed value") and path[:1] == ("groups",):
         message = f"{path[-1]!r} is a reserved group name (it means every host)"
         fix = "rename the group"
+    elif message.startswith("value does not match regex") and path[-1] == "address":
+        from .inventorycheck import address_problem, lookup
+
+        problem = address_problem(str(lookup(src.data, path)))
+        message, fix = problem or (message, "write a host name or an IP address")
     elif message.startswith("value does not match regex"):
         fix = "see the format documented in inventory/sample.yml"
     elif message.startswith("unallowed value"):

@@ -51,6 +51,12 @@ def var_levels(data: dict[str, Any]) -> Iterable[tuple[KeyPath, dict[str, Any]]]
                 yield ("groups", gname, "hosts", name), hvars
 
 
+def lookup(data: Any, path: KeyPath) -> Any:
+    for part in path:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
 def address_problem(address: str) -> tuple[str, str] | None:
     glued = _HOST_PORT.match(address)
     if glued and not _looks_ipv6(address):

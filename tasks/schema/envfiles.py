@@ -147,6 +147,13 @@ class EnvRenderer:
                 fix = f"create it in {TEMPLATES_DIR}/ or correct the name"
             else:
                 fix = "check the Jinja2 syntax on that line"
+                opened = _unclosed_block(self._jinja, exc, message)
+                if opened is not None:
+                    tag, opened_line = opened
+                    message = (f"{{% {tag} %}} opened on this line is never closed (Jinja noticed on "
+                               f"line {line}: {message})")
+                    fix = f"close it with {{% end{tag} %}} where the {tag} block ends"
+                    line = opened_line
             raise TemplateError(message, file=where or file, line=line, fix=fix) from None
         except RecursionError as exc:
             line, where = _template_line(exc)
@@ -159,6 +166,43 @@ class EnvRenderer:
             raise TemplateError(f"{type(exc).__name__}: {exc}", file=where or file, line=line,
                                 fix="check the types of the values on that line (e.g. a number added to a "
                                     "string: convert with |string or |int)") from None
+
+
+_BLOCK_TAGS = ("if", "for", "block", "macro", "call", "filter", "with", "raw", "autoescape", "trans")
+
+
+def _unclosed_block(env: Any, exc: BaseException, message: str) -> tuple[str, int] | None:
+    """For "the innermost block that needs to be closed is 'if'" (or an unexpected end of the
+    template): the tag and the line where that block opened, found by lexing the source."""
+    import re
+
+    match = re.search(r"innermost block that needs to be closed is '(\w+)'", message) or \
+        re.search(r"looking for the following tags: 'end(\w+)'", message)
+    source = getattr(exc, "source", None)
+    if not match or not source:
+        return None
+    wanted = match.group(1)
+    open_blocks: list[tuple[str, int]] = []
+    expect_name = False
+    try:
+        for lineno, kind, value in env.lex(source):
+            if kind == "block_begin":
+                expect_name = True
+                continue
+            if kind == "whitespace":
+                continue
+            if expect_name and kind == "name":
+                if value in _BLOCK_TAGS:
+                    open_blocks.append((value, lineno))
+                elif value.startswith("end") and open_blocks and open_blocks[-1][0] == value[3:]:
+                    open_blocks.pop()
+            expect_name = False
+    except Exception:  # noqa: BLE001 - the source is already known to be broken
+        pass
+    for tag, lineno in reversed(open_blocks):
+        if tag == wanted:
+            return tag, lineno
+    return None
 
 
 def _utf8_loader_class() -> Any:

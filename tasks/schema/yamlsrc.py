@@ -143,6 +143,7 @@ def path_at_line(text: str, line: int | None) -> str | None:
         return None
     stack: list[tuple[int, str]] = []
     for raw in text.splitlines()[:line]:
+        raw = raw.expandtabs(4)  # a tab where spaces belong: read as the indent it looks like
         match = _KEY_LINE.match(raw)
         if not match or raw.lstrip().startswith("#"):
             continue
@@ -158,7 +159,7 @@ def syntax_error(exc: yaml.MarkedYAMLError, name: str, text: str = "") -> Schema
     names as its context, rather than where it finally gave up (often many lines later)."""
     context = exc.context or ""
     opened = exc.context_mark is not None and (
-        context.startswith("while scanning") or context.startswith("while parsing a flow"))
+        context.startswith("while scanning a quoted scalar") or context.startswith("while parsing a flow"))
     mark = (exc.context_mark if opened else exc.problem_mark) or exc.context_mark
     line = mark.line + 1 if mark else None
     problem = exc.problem or str(exc)
@@ -167,6 +168,13 @@ def syntax_error(exc: yaml.MarkedYAMLError, name: str, text: str = "") -> Schema
         message += f" {context}"
         if opened and exc.problem_mark is not None and exc.problem_mark.line + 1 != line:
             message += f" (started here; the parser gave up on line {exc.problem_mark.line + 1})"
+    quote_line = None if opened else _unclosed_quote_line(text, line)
+    if quote_line is not None:
+        # A quote left open swallows the lines after it up to the next quote character, and the
+        # parser fails only there: the line to fix is the one where it opened.
+        message = (f"invalid YAML: the quote opened on this line is not closed on it (the parser then "
+                   f"failed on line {line}: {problem})")
+        line, context = quote_line, "while scanning a quoted scalar"
     if "quoted scalar" in context:
         fix = "close the quote on this line (a quote inside the value is written twice in '...' or as \\\" in \"...\")"
     elif context.startswith("while parsing a flow"):
@@ -176,6 +184,25 @@ def syntax_error(exc: yaml.MarkedYAMLError, name: str, text: str = "") -> Schema
     else:
         fix = "check indentation, quoting and colons on that line"
     return SchemaError(message, file=name, line=line, key_path=path_at_line(text, line), fix=fix)
+
+
+_QUOTED_VALUE = re.compile(r"""^\s*(?:-\s+)?(?:[^\s#'"][^:#]*:\s+)?(["'])(.*)$""")
+
+
+def _unclosed_quote_line(text: str, before: int | None) -> int | None:
+    """The last line before ``before`` where a quoted value opens and does not close."""
+    if not before or not text:
+        return None
+    found = None
+    for number, raw in enumerate(text.splitlines()[: before - 1], start=1):
+        match = _QUOTED_VALUE.match(raw)
+        if not match or raw.lstrip().startswith("#"):
+            continue
+        quote, rest = match.groups()
+        rest = rest.replace("\\\\", "").replace('\\"', "") if quote == '"' else rest.replace("''", "")
+        if quote not in rest:
+            found = number
+    return found
 
 
 def _check_aliases(root: yaml.Node, text: str, name: str) -> None:
