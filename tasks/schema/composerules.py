@@ -259,20 +259,27 @@ def resolved_value_errors(stack: "Stack", envs: list[str | None]) -> list[Mmstac
         try:
             specs = stack.resolved_services(env)
             names = stack.environment(env).services if env else list(specs)
+            base = stack.resolved_services() if env else None
         except MmstackError as exc:
             out.extend([exc])
             continue
         for svc in names:
-            _service_errors(stack, origins, env, svc, specs[svc], out)
+            # The base file's services are checked in full; an environment's only where it
+            # changes them (Cerberus is the slow part, and most services are unchanged).
+            changed = None if base is None else {k for k, v in specs[svc].items() if base[svc].get(k) != v}
+            if changed is not None and not changed:
+                continue
+            _service_errors(stack, origins, env, svc, specs[svc], out, changed)
         if env:
             _settings_errors(stack, env, out)
     return out.errors
 
 
 def _service_errors(stack: "Stack", origins: Origins, env: str | None, svc: str,
-                    spec: dict[str, Any], out: Collector) -> None:
+                    spec: dict[str, Any], out: Collector, changed: set[str] | None = None) -> None:
     validator = _validator()
-    if not validator.validate(spec, normalize=False):
+    checked = spec if changed is None else {k: v for k, v in spec.items() if k in changed or k == "image"}
+    if not validator.validate(checked, normalize=False):
         for path, message in cerberus_error_paths(validator.errors):
             source, where = origins.find(env, svc, path, spec)
             found, value = _value_at(spec, path)

@@ -60,15 +60,24 @@ def _inputs_key(stack: Stack, state_dir: Path, gpu_plan: dict[str, Any] | None) 
     root = stack.root
     parts: list[bytes | str] = []
     for path in (root / SCHEMA_PATH, root / SETTINGS_PATH):
-        parts.append(path.read_bytes() if path.is_file() else b"")
+        parts.append(_content(path))
     for tpl in sorted((root / TEMPLATES_DIR).glob("*.j2")):
-        parts += [tpl.name, tpl.read_bytes()]
+        parts += [tpl.name, _content(tpl)]
     import json
 
     parts.append(json.dumps(gpu_plan, sort_keys=True, default=str))
     binary = compose_binary()
     parts.append(binary_identity(binary) if binary else "no-compose")
     return fingerprint(*parts)
+
+
+def _content(path: Path) -> bytes:
+    """A file's bytes for the memo key; an unreadable one keys as unreadable (rendering then
+    reports it with its name)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return f"unreadable: {exc.errno}".encode()
 
 
 def preflight_cache(state_dir: Path | None, *, writable: bool) -> ContentCache:
