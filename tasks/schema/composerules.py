@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import MmstackError
 from . import rules
-from .yamlsrc import KeyPath, YamlSource, cerberus_error_paths, format_path
+from .yamlsrc import KeyPath, YamlSource, cerberus_error_paths
 
 if TYPE_CHECKING:
     from .model import Stack
@@ -424,7 +424,3 @@ def settings_reference_errors(stack: "Stack") -> list[MmstackError]:
                     f"unknown healthcheck template {tpl!r}{suggest(tpl, templates)}",
                     f"use one of: {', '.join(templates)}")
     return out.errors
-
-
-def format_key(path: KeyPath) -> str:
-    return format_path(path)

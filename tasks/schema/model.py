@@ -470,9 +470,10 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
                     f"waits for {dep!r} to be healthy, but {dep!r} has no healthcheck",
                     fix=f"give {dep!r} a healthcheck, or use condition 'started'")
     errs.extend(_cycle_errors(src, services))
+    structural = bool(errs)  # past a broken reference, resolved values would only add noise
     errs.extend(composerules.image_errors(stack))
     errs.extend(composerules.settings_reference_errors(stack))
-    if not errs:
+    if not structural:
         errs.extend(composerules.resolved_value_errors(stack, [None]))
 
     # Secrets: generation rules must be satisfiable.
