@@ -285,6 +285,7 @@ def _service_errors(stack: "Stack", origins: Origins, env: str | None, svc: str,
             found, value = _value_at(spec, path)
             out.add(source, where, _message(message, path), _fix(message, value, where), (svc, env))
         return  # the checks below assume the types are right
+    _reference_errors(stack, origins, env, svc, spec, out)
     for i, port in enumerate(spec.get("ports") or []):
         if "host_ip" in port and (problem := ip_problem(port["host_ip"])):
             source, where = origins.find(env, svc, ("ports", i, "host_ip"), spec)
@@ -306,6 +307,30 @@ def _service_errors(stack: "Stack", origins: Origins, env: str | None, svc: str,
             out.add(source, where,
                     f"{value!r}: Compose replaces $NAME with a variable from the shell that runs it",
                     "write $$ for a literal $ (Compose turns $$ into $)", (svc, env))
+
+
+def _reference_errors(stack: "Stack", origins: Origins, env: str | None, svc: str,
+                      spec: dict[str, Any], out: Collector) -> None:
+    """What an override adds must exist too: Compose refuses an undefined service, volume or
+    network (the schema's own references are checked by model.semantic_errors)."""
+    data = stack.data
+    services, volumes, networks = data["services"], data.get("volumes") or {}, data.get("networks") or {}
+    for dep in spec.get("depends_on") or {}:
+        if dep not in services:
+            source, where = origins.find(env, svc, ("depends_on", dep), spec)
+            out.add(source, where, f"depends on unknown service {dep!r}{suggest(dep, services)}",
+                    f"declare {dep!r} under services or remove the dependency", (svc, env))
+    for i, mount in enumerate(spec.get("volumes") or []):
+        if mount.get("source") not in volumes:
+            source, where = origins.find(env, svc, ("volumes", i), spec)
+            name = mount.get("source")
+            out.add(source, where, f"volume {name!r} is not declared{suggest(name, volumes)}",
+                    "add it under volumes:", (svc, env))
+    for i, net in enumerate(spec.get("networks") or []):
+        if net not in networks and net != "default":
+            source, where = origins.find(env, svc, ("networks", i), spec)
+            out.add(source, where, f"network {net!r} is not declared{suggest(net, networks)}",
+                    f"add it under networks:, or use one of: {', '.join(networks)}", (svc, env))
 
 
 def _strings(spec: dict[str, Any]) -> Iterable[tuple[KeyPath, str]]:
@@ -424,3 +449,96 @@ def settings_reference_errors(stack: "Stack") -> list[MmstackError]:
                     f"unknown healthcheck template {tpl!r}{suggest(tpl, templates)}",
                     f"use one of: {', '.join(templates)}")
     return out.errors
+
+
+# --------------------------------------------------------------------------------------------
+# Overrides as written (an environment's, mmstack.yaml's), before anything is merged
+# --------------------------------------------------------------------------------------------
+
+def _optional(schema: Any) -> Any:
+    """``schema`` with every ``required`` dropped: an override names only what it changes."""
+    if isinstance(schema, dict):
+        return {k: _optional(v) for k, v in schema.items() if k != "required"}
+    return schema
+
+
+_OVERRIDE_SERVICE = _optional(rules.RESOLVED_SERVICE)
+_OVERRIDE_SERVICE["healthcheck"] = _optional(rules.HEALTHCHECK_REF)
+_OVERRIDE_SERVICE["image"] = {"type": ["string", "dict"], "schema": _OVERRIDE_SERVICE["image"].get("schema")}
+_OVERRIDES_CHECK = {
+    "defaults": {"type": "dict", "schema": _OVERRIDE_SERVICE},
+    "services": {"type": "dict", "valuesrules": {"type": "dict", "schema": _OVERRIDE_SERVICE}},
+    "healthchecks": {"type": "dict", "valuesrules": {"type": "dict", "schema": _optional(rules.HEALTHCHECK_FIELDS)}},
+}
+_LIST_OPERATORS = ("$replace", "$append", "$prepend", "$remove")
+
+
+def _without_operators(value: Any, path: KeyPath, moved: dict[KeyPath, KeyPath]) -> Any:
+    """The override with each ``{$op: value}`` replaced by its value (and ``{$delete: true}``
+    dropped), so it can be checked like a plain service; ``moved`` maps paths back."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (op, inner), = value.items()
+            if op == "$delete":
+                return _DROP
+            if op in _LIST_OPERATORS:
+                moved[path] = path + (op,)
+                return _without_operators(inner, path + (op,), moved)
+        out = {}
+        for key, item in value.items():
+            cleaned = _without_operators(item, path + (key,), moved)
+            if cleaned is not _DROP:
+                out[key] = cleaned
+        return out
+    if isinstance(value, list):
+        return [_without_operators(item, path + (i,), moved) for i, item in enumerate(value)]
+    return value
+
+
+_DROP = object()
+
+
+def _written_path(path: KeyPath, moved: dict[KeyPath, KeyPath]) -> KeyPath:
+    for n in range(len(path) - 1, 0, -1):  # inside an operator's value; the key itself stays
+        if path[:n] in moved:
+            return moved[path[:n]] + path[n:]
+    return path
+
+
+def override_shape_errors(source: YamlSource, prefix: KeyPath, overrides: Any) -> list[MmstackError]:
+    """Each value of an overrides block checked where it is written, as Compose will take it."""
+    from cerberus import Validator
+
+    if not isinstance(overrides, dict):
+        return []
+    moved: dict[KeyPath, KeyPath] = {}
+    plain = _without_operators(overrides, (), moved)
+    if "overrides" not in _VALIDATORS:
+        _VALIDATORS["overrides"] = Validator(_OVERRIDES_CHECK, allow_unknown=False)
+    validator = _VALIDATORS["overrides"]
+    if validator.validate(plain, normalize=False):
+        return []
+    out = Collector()
+    for path, message in cerberus_error_paths(validator.errors):
+        written = prefix + _written_path(path, moved)
+        _, value = _value_at(plain, path)
+        text = message
+        if message == "unknown field":
+            text = f"unknown key {path[-1]!r}" + suggest(path[-1], _override_keys(path))
+        out.add(source, written, text, _fix(message, value, written))
+    return out.errors
+
+
+def _override_keys(path: KeyPath) -> list[str]:
+    if len(path) >= 2 and path[0] == "healthchecks":
+        return list(rules.HEALTHCHECK_FIELDS)
+    inner = path[1:-1] if path[0] == "defaults" else path[2:-1]
+    schema: Any = _OVERRIDE_SERVICE
+    for part in inner:
+        entry = schema.get(part) if isinstance(schema, dict) else None
+        if not isinstance(entry, dict):
+            return list(_OVERRIDE_SERVICE)
+        schema = entry.get("schema") or {}
+        if isinstance(schema, dict) and schema.get("type") == "dict":
+            schema = schema.get("schema") or {}
+    return [k for k in schema if isinstance(k, str)] if isinstance(schema, dict) else []

@@ -75,7 +75,9 @@ class EnvRenderer:
         cache = None
         if bytecode_dir is not None:
             bytecode_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            cache = jinja2.FileSystemBytecodeCache(str(bytecode_dir))
+            # Code compiled for the sandbox only: Jinja's cache key has the source, not the
+            # environment, so templates compiled by an older, unsandboxed mmstack never load here.
+            cache = jinja2.FileSystemBytecodeCache(str(bytecode_dir), pattern="__mmstack_sandboxed_%s.cache")
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         self._jinja = ImmutableSandboxedEnvironment(

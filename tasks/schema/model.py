@@ -252,6 +252,9 @@ def load_stack(root: Path, schema_path: Path | None = None, settings_path: Path 
                                         fix="write key: value lines (project, images, host_port_offset, overrides, secrets)")
         if not known_valid:
             errors += cerberus_errors(settings_source, rules.SETTINGS)
+            if not errors:
+                errors += composerules.override_shape_errors(
+                    settings_source, ("overrides",), settings_source.data.get("overrides"))
         settings = settings_source.data
 
     if not known_valid:
@@ -563,6 +566,7 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
                 "vLLM on the CPU needs a CPU build of vLLM (the pinned image is CUDA-only)",
                 fix="set images: {vllm: IMAGE} in mmstack.yaml to a vLLM CPU image you built or trust")
         over = env.get("overrides") or {}
+        errs.extend(composerules.override_shape_errors(src, ("environments", ename, "overrides"), over))
         for svc in (over.get("services") or {}):
             if svc not in services:
                 err(("environments", ename, "overrides", "services", svc),
