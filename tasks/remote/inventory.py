@@ -282,7 +282,8 @@ def _error(src: YamlSource, path: KeyPath, message: str) -> ConfigError:
         from .inventorycheck import address_problem, lookup
 
         problem = address_problem(str(lookup(src.data, path)))
-        message, fix = problem or (message, "write a host name or an IP address")
+        message, fix = problem or (f"address {lookup(src.data, path)!r} is not a host name or IP address SSH can dial",
+                                   "write a host name or an IP address (without a %zone)")
     elif message.startswith("value does not match regex"):
         fix = "see the format documented in inventory/sample.yml"
     elif message.startswith("unallowed value"):

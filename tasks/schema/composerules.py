@@ -412,9 +412,10 @@ def image_errors(stack: "Stack") -> list[MmstackError]:
             # mmstack.yaml's custom_images, when it says so, is what composed the reference.
             local_block = settings.get("custom_images") or {}
             about_tag = "tag" in problem[0]
+            preferred = ("tag", "registry") if about_tag else ("registry", "tag")
             for source, block, key in ((local, local_block, "custom_images"), (src, data.get("images") or {}, "images")):
-                field = "tag" if about_tag else "registry"
-                if source is not None and field in block:
+                field = next((f for f in preferred if isinstance(block, dict) and f in block), None)
+                if source is not None and field is not None:
                     out.add(source, (key, field), f"custom images would be {example!r}: {problem[0]}", problem[1])
                     break
             else:
@@ -442,7 +443,7 @@ def settings_reference_errors(stack: "Stack") -> list[MmstackError]:
         name = settings["environment"]
         out.add(local, ("environment",), f"unknown environment {name!r}{suggest(name, envs)}",
                 f"use one of: {', '.join(envs)}")
-    templates = list(stack.data.get("healthchecks") or {})
+    templates = list((stack.source.data or {}).get("healthchecks") or {})  # the schema's own
     for tpl in ((settings.get("overrides") or {}).get("healthchecks") or {}):
         if tpl not in templates:
             out.add(local, ("overrides", "healthchecks", tpl),

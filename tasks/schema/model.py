@@ -444,14 +444,7 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
             if not tpl.exists():
                 err(("services", svc, "env_template"), f"template {tpl.name} does not exist",
                     fix=f"create {TEMPLATES_DIR}/{tpl.name} or correct the name")
-        for i, net in enumerate(spec.get("networks") or []):
-            if isinstance(net, str) and net not in networks:
-                err(("services", svc, "networks"), f"network {net!r} is not declared",
-                    fix=f"add it under networks:, or use one of: {', '.join(sorted(networks))}")
-        for i, mount in enumerate(spec.get("volumes") or []):
-            if isinstance(mount, dict) and mount.get("source") not in volumes:
-                err(("services", svc, "volumes", i), f"volume {mount.get('source')!r} is not declared",
-                    fix="add it under volumes:")
+        # Networks and volumes: composerules checks each resolved service, where it was written.
         container_ports: set[tuple[int, str]] = set()
         for i, port in enumerate(spec.get("ports") or []):
             if isinstance(port, dict):
