@@ -392,8 +392,6 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
     src, data = stack.source, stack.data
     errs: list[MmstackError] = []
     services: dict[str, Any] = data["services"]
-    networks = set(data.get("networks") or {})
-    volumes = set(data.get("volumes") or {})
     templates = set(data.get("healthchecks") or {})
     stacks: dict[str, Any] = data["stacks"]
     envs: dict[str, Any] = data["environments"]
