@@ -11,9 +11,8 @@ interpolation. A problem is reported where the value was written (the schema, or
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import re
+from functools import lru_cache
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +37,14 @@ _DOMAIN = rf"{_HOST}(?::[0-9]+)?"
 _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32,}"
-REFERENCE_RE = re.compile(rf"^({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?$", re.ASCII)
+
+
+@lru_cache(maxsize=1)
+def reference_re() -> re.Pattern[str]:
+    """Compiled on first use: a run whose validation is cached never needs it."""
+    return re.compile(rf"^({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?$", re.ASCII)
+
+
 NAME_TOTAL_LENGTH_MAX = 255
 # go-digest: the algorithms the engine knows, and the exact length of each one's hex encoding.
 DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
@@ -49,9 +55,9 @@ def image_problem(image: Any) -> tuple[str, str] | None:
     """Why Docker would refuse ``image`` (or why it is not pinned): ``(message, fix)`` or None."""
     if not isinstance(image, str) or not image.strip():
         return "an image reference must be a non-empty string", IMAGE_FIX
-    match = REFERENCE_RE.match(image)
+    match = reference_re().match(image)
     if not match:
-        if REFERENCE_RE.match(image.lower()):
+        if reference_re().match(image.lower()):
             return (f"image {image!r}: the repository name must be lowercase (Docker refuses it)",
                     f"write {image.split(':')[0].lower()!r}")
         if image != image.strip() or " " in image:
@@ -82,6 +88,8 @@ def image_problem(image: Any) -> tuple[str, str] | None:
 def ip_problem(value: Any) -> str | None:
     if not isinstance(value, str):
         return f"{value!r} is not an IP address (write it as a quoted string)"
+    import ipaddress
+
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -91,6 +99,8 @@ def ip_problem(value: Any) -> str | None:
 
 def suggest(word: Any, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for a near miss, else the empty string."""
+    import difflib
+
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
