@@ -13,16 +13,20 @@ runs, and the recap says so.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .engine.run import Run
 
 
-def setup_chain(run: Run, env: str | None = None) -> None:
-    """Validate, scan, generate, make secrets, render env files; rescan what changed."""
+def setup_chain(run: Run, env: str | None = None, stack: Any = None) -> None:
+    """Validate (unless ``stack`` already is), scan, generate, make secrets, render env files;
+    rescan what changed."""
     from .schema.steps import environments_selected, generate_compose_step, render_env_step, validate_schema_step
     from .secrets.api import setup_secrets_step
     from .security.step import run_security_step
 
-    stack = validate_schema_step(run)
+    if stack is None:
+        stack = validate_schema_step(run)
     envs = environments_selected(stack, env)
     run_security_step(run)
     if run.reporter.failed_any:

@@ -46,8 +46,8 @@ def generate_compose(c: Context, check: bool = False, diff: bool = False, json: 
     from ..schema.steps import generate_compose_step, validate_schema_step
 
     run = Run.start(c, check=check, diff=diff, json=json)
+    stack = validate_schema_step(run)  # reads only: a run that fails it leaves nothing behind
     with run.locked():
-        stack = validate_schema_step(run)
         generate_compose_step(run, stack)
     run.finish()
 
@@ -65,8 +65,8 @@ def render_env(c: Context, env: str | None = None, check: bool = False, diff: bo
     from ..schema.steps import render_env_step, validate_schema_step
 
     run = Run.start(c, check=check, diff=diff, json=json)
+    stack = validate_schema_step(run)  # reads only: a run that fails it leaves nothing behind
     with run.locked():
-        stack = validate_schema_step(run)
         render_env_step(run, stack, env)
     run.finish()
 

@@ -135,7 +135,8 @@ def _number(value: Any, kind: type, key: str) -> Any:
         return kind(value)
     except (TypeError, ValueError):
         raise ConfigError(f"--{key.replace('_', '-')} takes a number, not {value!r}",
-                          key_path=f"mmstack.gpu.{key}") from None
+                          key_path=f"mmstack.gpu.{key}",
+                          fix=f"pass a number, e.g. --{key.replace('_', '-')} 2") from None
 
 
 def _report_facts(run: Run, facts: "GpuFacts") -> None:

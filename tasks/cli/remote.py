@@ -50,8 +50,15 @@ _HELP = {
 def _hosts(run: Run, hosts: str | None, limit: str | None, inventory: str | None):
     from ..remote.inventory import load_inventory
 
+    from ..engine.errors import MultiError
+    from ..remote.inventorycheck import host_errors
+
     inv = load_inventory(run.stack, resolve(inventory, run.c, "remote.inventory"))
-    return inv, inv.select(hosts or "all", limit)
+    selected = inv.select(hosts or "all", limit)
+    errors = host_errors(selected, run.stack)  # before the first connection
+    if errors:
+        raise errors[0] if len(errors) == 1 else MultiError(errors)
+    return inv, selected
 
 
 def _forks(run: Run, forks: int | None, inv: Any) -> int:
@@ -150,6 +157,7 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
     from ..secrets.api import load_environment_secrets
 
     stack = load_stack(run.stack)
+    _check_environments(stack, selected, env)
     environments = sorted({env or h.environment for h in selected})
     secrets = {e: load_environment_secrets(run, stack, e) for e in environments}
     wait_timeout = int(resolve(timeout, c, "stack.wait_timeout"))
@@ -186,6 +194,28 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
     outcome.print_recap(run.reporter)
     run.add_output("hosts", outcome.to_dict())
     run.finish()
+
+
+def _check_environments(stack: Any, selected: list[Any], env: str | None) -> None:
+    """Every host's environment exists, before the first connection; blamed on the line that
+    names it (the inventory's, or --env)."""
+    from ..engine.errors import MultiError
+    from ..remote.inventorycheck import environment_error
+
+    known = stack.environment_names
+    if env is not None:
+        if env not in known:
+            raise environment_error(None, env, known, from_option=True)
+        return
+    errors, seen = [], set()
+    for host in selected:
+        if host.environment not in known:
+            error = environment_error(host, host.environment, known, from_option=False)
+            if (error.file, error.line) not in seen:
+                seen.add((error.file, error.line))
+                errors.append(error)
+    if errors:
+        raise errors[0] if len(errors) == 1 else MultiError(errors)
 
 
 def _masker(values: Any) -> Any:

@@ -29,8 +29,8 @@ def set_secret(c: Context, name: str, env: str | None = None, render: bool = Tru
 
     run = Run.start(c, check=check, json=json)
     value = _read_secret_value(name)
+    stack = validate_schema_step(run)  # reads only: a run that fails it leaves nothing behind
     with run.locked():
-        stack = validate_schema_step(run)
         envs = set_secret_step(run, stack, name, value, env)
         if render and not check:
             show_diff, run.reporter.show_diff = run.reporter.show_diff, False
@@ -74,8 +74,8 @@ def setup_secrets(c: Context, env: str | None = None, check: bool = False, diff:
     from ..secrets.api import setup_secrets_step
 
     run = Run.start(c, check=check, diff=diff, json=json)
+    stack = validate_schema_step(run)  # reads only: a run that fails it leaves nothing behind
     with run.locked():
-        stack = validate_schema_step(run)
         setup_secrets_step(run, stack, [env] if env else None)
     run.finish()
 
@@ -100,8 +100,8 @@ def rotate_secrets(c: Context, service: str | None = None, env: str | None = Non
     from ..stack.rekey import rekeying
 
     run = Run.start(c, check=check, diff=diff, json=json)
+    stack = validate_schema_step(run)  # reads only: a run that fails it leaves nothing behind
     with run.locked():
-        stack = validate_schema_step(run)
         # The lifecycle re-keys a running PostgreSQL and knows which services are running.
         result = rotate_secrets_step(run, stack, service=service, env=env, names=name or None,
                                      include_users=include_users, rekeying=rekeying())

@@ -19,10 +19,12 @@ def setup(c: Context, env: str | None = None, check: bool = False, diff: bool = 
           json: bool = False) -> None:
     """Validate, generate compose files, create secrets, render env files."""
     from ..chains import setup_chain
+    from ..schema.steps import validate_schema_step
 
     run = Run.start(c, check=check, diff=diff, json=json)
+    stack = validate_schema_step(run)  # reads only: a run that fails it leaves nothing behind
     with run.locked():
-        setup_chain(run, env)
+        setup_chain(run, env, stack)
     run.finish()
 
 

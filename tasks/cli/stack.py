@@ -23,10 +23,11 @@ START_HELP = {
 
 def _start(c: Context, env: str, profile: list[str] | None, no_wait: bool, timeout: int | None,
            check: bool, json: bool) -> None:
-    from ..stack.lifecycle import start_step
+    from ..stack.lifecycle import load_stack_cached, start_step
 
     run = Run.start(c, check=check, json=json)
     wait_timeout = int(resolve(timeout, c, "stack.wait_timeout"))
+    load_stack_cached(run)  # bad input is refused before the lock exists (a hit for start_step)
     with run.locked():
         start_step(run, env, tuple(profile or ()), wait=not no_wait, timeout=wait_timeout)
     run.finish()

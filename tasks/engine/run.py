@@ -63,6 +63,8 @@ class Run:
     diff: bool = False
     json: bool = False
     _extra: dict[str, Any] = field(default_factory=dict)
+    _on_lock: list[Callable[[], None]] = field(default_factory=list)
+    _holds_lock: bool = False
 
     @classmethod
     def start(
@@ -84,13 +86,35 @@ class Run:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Serialise runs that may write; check mode reads only, so it takes no lock."""
+        """Serialise runs that may write; check mode reads only, so it takes no lock.
+
+        Holding the lock, the run first removes the temp files a killed run left behind, then
+        saves what read-only steps before it learnt (`save_when_locked`).
+        """
         if self.check:
             yield
             return
         timeout = float(config_value(self.c, "lock_timeout"))
         with stack_lock(self.state_dir, timeout=timeout):
-            yield
+            from .tmpfiles import remove_stale_temp_files
+
+            self._holds_lock = True
+            try:
+                remove_stale_temp_files(self.stack)
+                for save in self._on_lock:
+                    save()
+                self._on_lock.clear()
+                yield
+            finally:
+                self._holds_lock = False
+
+    def save_when_locked(self, save: Callable[[], None]) -> None:
+        """Run ``save`` now if this run holds the lock, else as soon as it takes it (a run that
+        fails before then, or never writes, saves nothing)."""
+        if self._holds_lock:
+            save()
+        else:
+            self._on_lock.append(save)
 
     def add_output(self, key: str, value: Any) -> None:
         """Extra data for the JSON document printed by `finish`."""

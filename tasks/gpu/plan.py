@@ -87,7 +87,8 @@ class PlanOverrides:
         try:
             return cls(**kwargs)._validated()
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid GPU setting: {exc}", key_path="mmstack.gpu") from None
+            raise ConfigError(f"invalid GPU setting: {exc}", key_path="mmstack.gpu",
+                              fix="give numbers for the sizes and auto, on or off for p2p") from None
 
     def _validated(self) -> "PlanOverrides":
         p2p = P2P_MODES.get(str(self.p2p).strip().lower())
@@ -124,7 +125,7 @@ def _pos_int(value: Any, name: str) -> int | None:
     number = int(value)
     if number < 1:
         raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, not {number}",
-                          key_path=f"mmstack.gpu.{name}")
+                          key_path=f"mmstack.gpu.{name}", fix=f"give {name} a whole number of at least 1")
     return number
 
 

@@ -12,6 +12,7 @@ once connected is ``failed``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import socket
@@ -30,6 +31,14 @@ from ..engine.report import Status
 from .inventory import Host
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+# Paramiko logs a failed handshake (a port that does not speak SSH, a banner timeout) with a full
+# traceback from its transport thread, through logging's last-resort handler to stderr. The
+# failure reaches the caller as an exception too, and is reported there in one line per host.
+_PARAMIKO_LOG = logging.getLogger("paramiko")
+if not os.environ.get("MMSTACK_DEBUG"):
+    _PARAMIKO_LOG.addHandler(logging.NullHandler())
+    _PARAMIKO_LOG.propagate = False
 
 
 class UnreachableError(RemoteError):

@@ -127,6 +127,8 @@ class Host:
     connect_timeout: float = 10
     groups: tuple[str, ...] = ()
     source: str | None = None
+    # Where each variable was written: name -> (file, line, key path), for errors about it.
+    origins: dict[str, tuple[str, int | None, str]] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def target(self) -> str:
@@ -235,7 +237,12 @@ def load_inventory(root: Path | None = None, inventory: str | Path | None = None
             continue
         if src.data is None:
             src.data = {}
-        errors += validate_source(src)
+        found = validate_source(src)
+        if not found:
+            from .inventorycheck import value_errors
+
+            found = value_errors(src, root)
+        errors += found
         sources.append(src)
     if errors:
         raise errors[0] if len(errors) == 1 else MultiError(errors)
@@ -250,7 +257,7 @@ def validate_source(src: YamlSource) -> list[MmstackError]:
     global _VALIDATOR
     if not isinstance(src.data, dict):
         return [ConfigError("an inventory file must be a mapping (forks, vars, hosts, groups)",
-                            file=src.file, line=1)]
+                            file=src.file, line=1, fix="start from inventory/sample.yml")]
     if _VALIDATOR is None:
         _VALIDATOR = Validator(INVENTORY_RULES, allow_unknown=False)
     if _VALIDATOR.validate(src.data, normalize=False):
@@ -269,8 +276,20 @@ def _error(src: YamlSource, path: KeyPath, message: str) -> ConfigError:
     elif message.startswith("unallowed value") and path[:1] == ("groups",):
         message = f"{path[-1]!r} is a reserved group name (it means every host)"
         fix = "rename the group"
+    elif message.startswith("value does not match regex") and path[-1] == "address":
+        from .inventorycheck import address_problem, lookup
+
+        problem = address_problem(str(lookup(src.data, path)))
+        message, fix = problem or (f"address {lookup(src.data, path)!r} is not a host name or IP address SSH can dial",
+                                   "write a host name or an IP address (without a %zone)")
     elif message.startswith("value does not match regex"):
         fix = "see the format documented in inventory/sample.yml"
+    elif message.startswith("unallowed value"):
+        fix = f"use one of: {', '.join(GPU_KEYS)}" if "gpu" in path else "see inventory/sample.yml"
+    elif message.startswith(("min value", "max value")):
+        fix = f"bring the value into range ({message})"
+    if fix is None:
+        fix = "see the layout documented in inventory/sample.yml"
     return ConfigError(message, file=src.file, line=src.line_of(path),
                        key_path=format_path(path) or None, fix=fix)
 
@@ -281,32 +300,47 @@ def build_inventory(sources: Iterable[YamlSource]) -> Inventory:
     forks = DEFAULT_FORKS
     top_known_hosts: str | None = None
     host_defs: dict[str, list[tuple[str | None, dict[str, Any]]]] = {}  # name -> [(group, vars)]
+    # Where each level's variables were written: id(vars mapping) -> (source, key path).
+    written: dict[int, tuple[YamlSource, KeyPath]] = {}
     host_source: dict[str, str] = {}
     group_vars: dict[str, dict[str, Any]] = {}
     groups: dict[str, list[str]] = {}
     names: list[str] = []
     srcs = list(sources)
 
-    def note(name: str, group: str | None, hvars: dict[str, Any] | None, src: YamlSource) -> None:
+    def note(name: str, group: str | None, hvars: dict[str, Any] | None, src: YamlSource,
+             path: KeyPath) -> None:
         if name not in host_defs:
             host_defs[name] = []
             names.append(name)
             host_source[name] = src.file
-        host_defs[name].append((group, dict(hvars or {})))
+        copy = dict(hvars or {})
+        written[id(copy)] = (src, path)
+        host_defs[name].append((group, copy))
+
+    origins_all: dict[str, tuple[str, int | None, str]] = {}
+    origins_group: dict[str, dict[str, tuple[str, int | None, str]]] = {}
+
+    def where(src: YamlSource, path: KeyPath) -> tuple[str, int | None, str]:
+        return (src.file, src.line_of(path), format_path(path))
 
     for src in srcs:
         data = src.data or {}
         forks = data.get("forks", forks)
         top_known_hosts = data.get("known_hosts_file", top_known_hosts)
         all_vars.update(data.get("vars") or {})
+        for key in (data.get("vars") or {}):
+            origins_all[key] = where(src, ("vars", key))
         for name, hvars in (data.get("hosts") or {}).items():
-            note(name, None, hvars, src)
+            note(name, None, hvars, src, ("hosts", name))
         for gname, gdef in (data.get("groups") or {}).items():
             gdef = gdef or {}
             group_vars.setdefault(gname, {}).update(gdef.get("vars") or {})
+            for key in (gdef.get("vars") or {}):
+                origins_group.setdefault(gname, {})[key] = where(src, ("groups", gname, "vars", key))
             members = groups.setdefault(gname, [])
             for name, hvars in (gdef.get("hosts") or {}).items():
-                note(name, gname, hvars, src)
+                note(name, gname, hvars, src, ("groups", gname, "hosts", name))
                 if name not in members:
                     members.append(name)
 
@@ -323,10 +357,14 @@ def build_inventory(sources: Iterable[YamlSource]) -> Inventory:
         if top_known_hosts:
             merged["known_hosts_file"] = top_known_hosts
         merged.update(all_vars)
+        origins = dict(origins_all)
         for g in member_of:
             merged.update(group_vars.get(g, {}))
+            origins.update(origins_group.get(g, {}))
         for _group, hvars in host_defs[name]:
             merged.update(hvars)
+            hsrc, hpath = written[id(hvars)]
+            origins.update({key: where(hsrc, hpath + (key,)) for key in hvars})
         merged["gpu"] = _merged_gpu(all_vars, [group_vars.get(g, {}) for g in member_of],
                                     [hv for _, hv in host_defs[name]])
         hosts[name] = Host(
@@ -334,6 +372,7 @@ def build_inventory(sources: Iterable[YamlSource]) -> Inventory:
             address=str(merged.pop("address", None) or name),
             groups=tuple(member_of),
             source=host_source[name],
+            origins=origins,
             **{k: merged[k] for k in DEFAULTS},
         )
     return Inventory(hosts=hosts, groups=groups, forks=int(forks), files=tuple(s.file for s in srcs))
@@ -351,5 +390,6 @@ def _merged_gpu(all_vars: dict[str, Any], group_levels: list[dict[str, Any]],
 def _display(path: Path, root: Path) -> str:
     try:
         return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
+    except (ValueError, RuntimeError, OSError):  # RuntimeError: a symlink loop (Python 3.11)
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+        return str(path) if rel.startswith("..") else rel

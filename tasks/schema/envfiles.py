@@ -1,7 +1,10 @@
 """Render `env-templates/*.env.j2` into the per-environment env files compose references.
 
-Jinja2 runs with StrictUndefined: a template that names a variable (or a secret) that does not
-exist is an error naming the template and its line, never an empty value in production.
+Jinja2 runs sandboxed (`ImmutableSandboxedEnvironment`, no globals) with StrictUndefined: a
+template sees only the documented context, cannot reach Python objects (``lipsum.__globals__``),
+files or the environment, and a template that names a variable (or a secret) that does not exist,
+recurses, mixes types or is not UTF-8 is an error naming the template and its line, never an
+empty value in production.
 """
 
 from __future__ import annotations
@@ -72,15 +75,22 @@ class EnvRenderer:
         cache = None
         if bytecode_dir is not None:
             bytecode_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            cache = jinja2.FileSystemBytecodeCache(str(bytecode_dir))
-        self._jinja = jinja2.Environment(
+            # Code compiled for the sandbox only: Jinja's cache key has the source, not the
+            # environment, so templates compiled by an older, unsandboxed mmstack never load here.
+            cache = jinja2.FileSystemBytecodeCache(str(bytecode_dir), pattern="__mmstack_sandboxed_%s.cache")
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        self._jinja = ImmutableSandboxedEnvironment(
             bytecode_cache=cache,
-            loader=jinja2.FileSystemLoader(str(self.dir)),
+            loader=_Utf8Loader(str(self.dir)),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,
             trim_blocks=False,
         )
+        # Only the documented context: range, dict, lipsum, cycler, joiner and namespace are
+        # Jinja's defaults, and none is part of what templates are promised.
+        self._jinja.globals.clear()
         self._errors = (jinja2.TemplateError,)
 
     def render_environment(self, env: str, secrets: dict[str, str],
@@ -122,15 +132,108 @@ class EnvRenderer:
         file = f"{TEMPLATES_DIR}/{template}.env.j2"
         try:
             return self._jinja.get_template(f"{template}.env.j2").render(context)
+        except TemplateError:
+            raise
         except self._errors as exc:
             line, where = _template_line(exc)
             message = getattr(exc, "message", None) or str(exc)
-            if type(exc).__name__ == "UndefinedError":
+            kind = type(exc).__name__
+            if kind == "UndefinedError":
                 message = f"undefined variable: {message}"
                 fix = "declare it (secrets go in the schema's secrets: block) or fix the name"
+            elif kind == "SecurityError":
+                message = f"not allowed in a template: {message}"
+                fix = "templates see only project, env, service, settings, services, secrets, gpu, model, db, s3, databases and object_stores"
+            elif kind == "TemplateNotFound":
+                message = f"template not found: {message}"
+                fix = f"create it in {TEMPLATES_DIR}/ or correct the name"
             else:
                 fix = "check the Jinja2 syntax on that line"
+                opened = _unclosed_block(self._jinja, exc, message)
+                if opened is not None:
+                    tag, opened_line = opened
+                    message = (f"{{% {tag} %}} opened on this line is never closed (Jinja noticed on "
+                               f"line {line}: {message})")
+                    fix = f"close it with {{% end{tag} %}} where the {tag} block ends"
+                    line = opened_line
             raise TemplateError(message, file=where or file, line=line, fix=fix) from None
+        except RecursionError as exc:
+            line, where = _template_line(exc)
+            raise TemplateError("the template recurses without end (a macro that calls itself, or an "
+                                "extends/include loop)", file=where or file, line=line,
+                                fix="give the recursion a condition that stops it, or break the loop") from None
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+            # Jinja keeps the template's file and line in the traceback of any error it raises.
+            line, where = _template_line(exc)
+            raise TemplateError(f"{type(exc).__name__}: {exc}", file=where or file, line=line,
+                                fix="check the types of the values on that line (e.g. a number added to a "
+                                    "string: convert with |string or |int)") from None
+
+
+_BLOCK_TAGS = ("if", "for", "block", "macro", "call", "filter", "with", "raw", "autoescape", "trans")
+
+
+def _unclosed_block(env: Any, exc: BaseException, message: str) -> tuple[str, int] | None:
+    """For "the innermost block that needs to be closed is 'if'" (or an unexpected end of the
+    template): the tag and the line where that block opened, found by lexing the source."""
+    import re
+
+    match = re.search(r"innermost block that needs to be closed is '(\w+)'", message) or \
+        re.search(r"looking for the following tags: 'end(\w+)'", message)
+    source = getattr(exc, "source", None)
+    if not match or not source:
+        return None
+    wanted = match.group(1)
+    open_blocks: list[tuple[str, int]] = []
+    expect_name = False
+    try:
+        for lineno, kind, value in env.lex(source):
+            if kind == "block_begin":
+                expect_name = True
+                continue
+            if kind == "whitespace":
+                continue
+            if expect_name and kind == "name":
+                if value in _BLOCK_TAGS:
+                    open_blocks.append((value, lineno))
+                elif value.startswith("end") and open_blocks and open_blocks[-1][0] == value[3:]:
+                    open_blocks.pop()
+            expect_name = False
+    except Exception:  # noqa: BLE001 - the source is already known to be broken
+        pass
+    for tag, lineno in reversed(open_blocks):
+        if tag == wanted:
+            return tag, lineno
+    return None
+
+
+def _utf8_loader_class() -> Any:
+    import jinja2
+
+    class Utf8Loader(jinja2.FileSystemLoader):
+        """Templates in UTF-8 (a BOM is dropped); anything else is an error with the line."""
+
+        def get_source(self, environment: Any, template: str) -> tuple[str, str, Any]:
+            from .yamlsrc import decode_text
+
+            path = Path(self.searchpath[0]) / template
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise jinja2.TemplateNotFound(template) from None
+            except OSError as exc:
+                raise TemplateError(f"cannot read the template: {exc.strerror or exc}",
+                                    file=f"{TEMPLATES_DIR}/{template}",
+                                    fix="check that it is a readable regular file") from None
+            text = decode_text(data, f"{TEMPLATES_DIR}/{template}", TemplateError)
+            mtime = path.stat().st_mtime
+            return text, str(path), lambda: path.exists() and path.stat().st_mtime == mtime
+
+    return Utf8Loader
+
+
+def _Utf8Loader(directory: str) -> Any:
+    return _utf8_loader_class()(directory)
 
 
 class _Settings(dict):  # type: ignore[type-arg]

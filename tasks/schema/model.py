@@ -15,7 +15,7 @@ from typing import Any
 
 from ..engine.cache import ContentCache, code_fingerprint, fingerprint
 from ..engine.errors import MmstackError, MultiError, SchemaError
-from . import rules
+from . import composerules, rules
 from .merge import MergeError, merge, resolve_operators
 from .yamlsrc import KeyPath, YamlSource, cerberus_error_paths, load_yaml
 
@@ -25,7 +25,7 @@ TEMPLATES_DIR = Path("env-templates")
 RESERVED_NAMES = {"base", "compose", "all", "default"}
 # Nothing is published beyond loopback unless an environment or a port says so.
 DEFAULT_BIND_ADDRESS = "127.0.0.1"
-UNPINNED_TAGS = {"latest", "main", "master", "stable", "edge", "nightly", "dev"}
+UNPINNED_TAGS = composerules.UNPINNED_TAGS
 
 
 @dataclass
@@ -58,6 +58,7 @@ class Stack:
     source: YamlSource
     data: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
+    settings_source: YamlSource | None = None  # mmstack.yaml, for errors at its lines
 
     # -- plain accessors ----------------------------------------------------------------------
     @property
@@ -103,7 +104,7 @@ class Stack:
         envs = self.data["environments"]
         if name not in envs:
             raise SchemaError(
-                f"unknown environment {name!r}",
+                f"unknown environment {name!r}{composerules.suggest(name, envs)}",
                 file=self.schema_file,
                 key_path="environments",
                 fix=f"use one of: {', '.join(envs)}",
@@ -254,9 +255,13 @@ def load_stack(root: Path, schema_path: Path | None = None, settings_path: Path 
         if settings_source.data is None:
             settings_source.data = {}
         if not isinstance(settings_source.data, dict):
-            raise settings_source.error((), "mmstack.yaml must be a mapping")
+            raise settings_source.error((), "mmstack.yaml must be a mapping",
+                                        fix="write key: value lines (project, images, host_port_offset, overrides, secrets)")
         if not known_valid:
             errors += cerberus_errors(settings_source, rules.SETTINGS)
+            if not errors:
+                errors += composerules.override_shape_errors(
+                    settings_source, ("overrides",), settings_source.data.get("overrides"))
         settings = settings_source.data
 
     if not known_valid:
@@ -277,14 +282,15 @@ def load_stack(root: Path, schema_path: Path | None = None, settings_path: Path 
                 if name not in services:
                     assert settings_source is not None
                     raise MultiError([settings_source.error(("overrides", "services", name),
-                                      f"unknown service {name!r}", fix=f"use one of: {', '.join(services)}")])
+                                      f"unknown service {name!r}{composerules.suggest(name, services)}",
+                                      fix=f"use one of: {', '.join(services)}")])
                 services[name] = merge(services[name], over, ("overrides", "services", name))
             data["services"] = services
         except MergeError as exc:
             assert settings_source is not None
             raise MultiError([settings_source.error(exc.path, exc.message, exc.fix)]) from None
 
-    stack = Stack(root=root, source=source, data=data, settings=settings)
+    stack = Stack(root=root, source=source, data=data, settings=settings, settings_source=settings_source)
     if known_valid:
         return stack
     errors += semantic_errors(stack, settings_source)
@@ -302,15 +308,18 @@ def validation_cache(state_dir: Path | None, *, writable: bool) -> "ContentCache
     from . import merge as merge_module
     from . import yamlsrc
 
-    code = code_fingerprint([rules, merge_module, yamlsrc, sys.modules[__name__]])
+    code = code_fingerprint([rules, merge_module, yamlsrc, composerules, sys.modules[__name__]])
     return ContentCache(state_dir, "schema-valid", code, writable=writable)
 
 
 def _display(path: Path, root: Path) -> str:
+    import os
+
     try:
         return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
+    except (ValueError, RuntimeError, OSError):  # RuntimeError: a symlink loop (Python 3.11)
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+        return str(path) if rel.startswith("..") else rel
 
 
 _VALIDATORS: dict[int, Any] = {}
@@ -333,8 +342,32 @@ def cerberus_errors(source: YamlSource, schema: dict[str, Any]) -> list[MmstackE
         return []
     out: list[MmstackError] = []
     for path, message in cerberus_error_paths(validator.errors):
-        out.append(source.error(path, _explain(message), fix=_fix_for(message, path)))
+        explained = _explain(message)
+        if message == "unknown field":
+            explained += composerules.suggest(path[-1], _allowed_keys(schema, path))
+        fix = _fix_for(message, path)
+        if message.startswith("must be of"):
+            found, value = composerules._value_at(source.data, path)
+            fix = composerules.type_fix(value, message.removeprefix("must be of ").removesuffix(" type"))
+        out.append(source.error(path, explained, fix=fix))
     return out
+
+
+def _allowed_keys(schema: dict[str, Any], path: KeyPath) -> list[str]:
+    """The keys Cerberus would have accepted where ``path`` ends (for a did-you-mean)."""
+    node: Any = schema
+    for part in path[:-1]:
+        if not isinstance(node, dict):
+            return []
+        rule = node.get(part) if part in node else None
+        if rule is None:
+            # A mapping of names (services, environments...): its values share one rule.
+            return []
+        inner = rule.get("schema") or (rule.get("valuesrules") or {}).get("schema")
+        node = inner
+        if isinstance(node, dict) and "schema" in node and node.get("type") == "dict":
+            node = node["schema"]
+    return [k for k in node if isinstance(k, str)] if isinstance(node, dict) else []
 
 
 def _explain(message: str) -> str:
@@ -352,7 +385,13 @@ def _fix_for(message: str, path: KeyPath) -> str | None:
         return "change the value to the expected type"
     if message.startswith("value does not match regex"):
         return "see the allowed format in the schema's comments"
-    return None
+    if message.startswith("unallowed value"):
+        return f"use one of the values allowed for {path[-1]!r} (see the schema's comments)"
+    if message.startswith(("min value", "max value", "min length", "max length")):
+        return f"bring the value into range ({message})"
+    if message.startswith("null value not allowed") or message.startswith("empty values not allowed"):
+        return "give it a value, or remove the key"
+    return "correct the value (see the comments at the top of the schema)"
 
 
 def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[MmstackError]:
@@ -360,8 +399,6 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
     src, data = stack.source, stack.data
     errs: list[MmstackError] = []
     services: dict[str, Any] = data["services"]
-    networks = set(data.get("networks") or {})
-    volumes = set(data.get("volumes") or {})
     templates = set(data.get("healthchecks") or {})
     stacks: dict[str, Any] = data["stacks"]
     envs: dict[str, Any] = data["environments"]
@@ -397,9 +434,7 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
     for svc, spec in resolved.items():
         raw = services[svc]
         image = raw.get("image")
-        if isinstance(image, str):
-            _check_image(image, ("services", svc, "image"), err)
-        elif isinstance(image, dict) and set(image) != {"custom"}:
+        if isinstance(image, dict) and set(image) != {"custom"}:
             err(("services", svc, "image"), "an image mapping takes exactly one key, 'custom'",
                 fix="write image: {custom: NAME}, or a pinned image reference")
         hc = raw.get("healthcheck") or {}
@@ -414,39 +449,40 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
             if not tpl.exists():
                 err(("services", svc, "env_template"), f"template {tpl.name} does not exist",
                     fix=f"create {TEMPLATES_DIR}/{tpl.name} or correct the name")
-        errs.extend(_resolved_shape_errors(src, svc, spec))
-        for i, net in enumerate(spec.get("networks") or []):
-            if isinstance(net, str) and net not in networks:
-                err(("services", svc, "networks"), f"network {net!r} is not declared",
-                    fix=f"add it under networks:, or use one of: {', '.join(sorted(networks))}")
-        for i, mount in enumerate(spec.get("volumes") or []):
-            if isinstance(mount, dict) and mount.get("source") not in volumes:
-                err(("services", svc, "volumes", i), f"volume {mount.get('source')!r} is not declared",
-                    fix="add it under volumes:")
+        # Networks and volumes: composerules checks each resolved service, where it was written.
         container_ports: set[tuple[int, str]] = set()
         for i, port in enumerate(spec.get("ports") or []):
             if isinstance(port, dict):
                 key = (port.get("container"), port.get("protocol", "tcp"))
                 if key in container_ports:
-                    err(("services", svc, "ports", i), f"container port {key[0]} is listed twice")
+                    err(("services", svc, "ports", i), f"container port {key[0]} is listed twice",
+                        fix="remove one of the two entries")
                 container_ports.add(key)  # type: ignore[arg-type]
         for dep, cond in (raw.get("depends_on") or {}).items():
             if dep not in services:
-                err(("services", svc, "depends_on", dep), f"depends on unknown service {dep!r}",
+                err(("services", svc, "depends_on", dep),
+                    f"depends on unknown service {dep!r}{composerules.suggest(dep, services)}",
                     fix=f"declare {dep!r} under services or remove the dependency")
             elif dep == svc:
-                err(("services", svc, "depends_on", dep), "a service cannot depend on itself")
+                err(("services", svc, "depends_on", dep), "a service cannot depend on itself",
+                    fix="remove this entry")
             elif cond == "healthy" and resolved[dep].get("healthcheck") is None:
                 err(("services", svc, "depends_on", dep),
                     f"waits for {dep!r} to be healthy, but {dep!r} has no healthcheck",
                     fix=f"give {dep!r} a healthcheck, or use condition 'started'")
     errs.extend(_cycle_errors(src, services))
+    structural = bool(errs)  # past a broken reference, resolved values would only add noise
+    errs.extend(composerules.image_errors(stack))
+    errs.extend(composerules.settings_reference_errors(stack))
+    if not structural:
+        errs.extend(composerules.resolved_value_errors(stack, [None]))
 
     # Secrets: generation rules must be satisfiable.
     for name, rule in (data.get("secrets") or {}).items():
         rule = rule or {}
         if rule.get("kind") == "hex" and "length" in rule:
-            err(("secrets", name, "length"), "a hex secret is sized with 'bytes', not 'length'")
+            err(("secrets", name, "length"), "a hex secret is sized with 'bytes', not 'length'",
+                fix="write bytes: 32 instead of length")
         if "length" in rule and len(rule.get("prefix", "")) + 8 > rule["length"]:
             err(("secrets", name, "length"), "length leaves fewer than 8 random characters after the prefix",
                 fix="raise length or shorten prefix")
@@ -490,7 +526,8 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
 
     # Environments: names, references, overrides, and host ports per environment.
     if not envs:
-        err(("environments",), "at least one environment is required")
+        err(("environments",), "at least one environment is required",
+            fix="add one, e.g. development: {stacks: [core]}")
     for ename, env in envs.items():
         env = env or {}
         if ename in RESERVED_NAMES:
@@ -504,11 +541,13 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
                 fix="add stacks: [...] or services: [...]")
         for i, sname in enumerate(env.get("stacks") or []):
             if sname not in stacks:
-                err(("environments", ename, "stacks", i), f"unknown stack {sname!r}",
+                err(("environments", ename, "stacks", i), f"unknown stack {sname!r}{composerules.suggest(sname, stacks)}",
                     fix=f"use one of: {', '.join(stacks)}")
         for i, svc in enumerate(env.get("services") or []):
             if svc not in services:
-                err(("environments", ename, "services", i), f"unknown service {svc!r}")
+                err(("environments", ename, "services", i),
+                    f"unknown service {svc!r}{composerules.suggest(svc, services)}",
+                    fix=f"declare it under services, or use one of: {', '.join(services)}")
         model_key = env.get("model") or data.get("default_model")
         runs_vllm = any(services[s].get("gpu_only") for s in stack.dependency_closure(
             [x for st in env.get("stacks") or [] if st in stacks for x in stacks[st]["services"]]
@@ -525,12 +564,17 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
                 "vLLM on the CPU needs a CPU build of vLLM (the pinned image is CUDA-only)",
                 fix="set images: {vllm: IMAGE} in mmstack.yaml to a vLLM CPU image you built or trust")
         over = env.get("overrides") or {}
+        errs.extend(composerules.override_shape_errors(src, ("environments", ename, "overrides"), over))
         for svc in (over.get("services") or {}):
             if svc not in services:
-                err(("environments", ename, "overrides", "services", svc), f"override for unknown service {svc!r}")
+                err(("environments", ename, "overrides", "services", svc),
+                    f"override for unknown service {svc!r}{composerules.suggest(svc, services)}",
+                    fix=f"use one of: {', '.join(services)}")
         for tpl in (over.get("healthchecks") or {}):
             if tpl not in templates:
-                err(("environments", ename, "overrides", "healthchecks", tpl), f"unknown healthcheck template {tpl!r}")
+                err(("environments", ename, "overrides", "healthchecks", tpl),
+                    f"unknown healthcheck template {tpl!r}{composerules.suggest(tpl, templates)}",
+                    fix=f"use one of: {', '.join(sorted(templates))}")
     if errs:
         return errs
     for ename in envs:
@@ -540,33 +584,11 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
         except MmstackError as exc:
             errs.append(exc)
             continue
-        for svc in (env_model.overrides.get("services") or {}):
-            for e in _resolved_shape_errors(src, svc, env_services[svc]):
-                e.key_path = f"environments.{ename}.overrides.{e.key_path}"
-                e.line = src.line_of(("environments", ename, "overrides", "services", svc))
-                errs.append(e)
-        errs.extend(_port_conflicts(stack, ename, env_model, env_services))
+        env_errors = composerules.resolved_value_errors(stack, [ename])
+        errs.extend(env_errors)
+        if not env_errors:
+            errs.extend(_port_conflicts(stack, ename, env_model, env_services))
     return errs
-
-
-def _check_image(image: str, path: KeyPath, err: Any) -> None:
-    name, _, tag = image.rpartition(":")
-    if "@sha256:" in image:
-        return
-    if not name or "/" in tag:
-        err(path, f"image {image!r} has no tag", fix="pin a version, e.g. postgres:16.4")
-    elif tag.lower() in UNPINNED_TAGS:
-        err(path, f"image tag {tag!r} is not pinned", fix="pin a released version instead of a moving tag")
-
-
-def _resolved_shape_errors(src: YamlSource, svc: str, spec: dict[str, Any]) -> list[MmstackError]:
-    """Validate one fully merged service strictly (no operators, exact element types)."""
-    check = {k: v for k, v in spec.items() if k != "healthcheck"}
-    validator = _validator(rules.RESOLVED_SERVICE)
-    if validator.validate(check, normalize=False):
-        return []
-    return [src.error(("services", svc) + path, msg, fix=_fix_for(msg, path))
-            for path, msg in cerberus_error_paths(validator.errors)]
 
 
 def _cycle_errors(src: YamlSource, services: dict[str, Any]) -> list[MmstackError]:

@@ -22,21 +22,33 @@ BACKUPS = BACKUPS_DIR
 def validate_schema_step(run: Run, use_cache: bool = True) -> Stack:
     """Load and validate; errors propagate (as a `MultiError` listing every problem).
 
+    Validation covers what the run would produce too (preflight.py: every template rendered in
+    memory, the compose model checked by Compose), and it reads only: call it *before*
+    `run.locked()`, so a run that fails it leaves no lock, cache or temp file behind. What it
+    learnt is saved for the next run once the run holds the lock (`Run.locked`).
+
     ``use_cache`` skips re-validating a schema that already passed with this very code (the
     explicit `inv validate-schema` always validates in full).
     """
     from .model import validation_cache
+    from .preflight import preflight, preflight_cache
 
     run.reporter.task("validate-schema")
-    cache = validation_cache(run.state_dir, writable=not run.check) if use_cache else None
+    writable = use_cache and not run.check
+    cache = validation_cache(run.state_dir, writable=writable) if use_cache else None
     stack = load_stack(run.stack, cache=cache)
-    if cache is not None:
-        cache.save()
+    checks = preflight_cache(run.state_dir, writable=writable) if use_cache else None
+    notes = preflight(stack, run.state_dir, load_gpu_plan(run.state_dir), checks)
+    for cache_ in (cache, checks):
+        if cache_ is not None:
+            run.save_when_locked(cache_.save)
     run.reporter.ok(
         stack.schema_file,
         f"{len(stack.service_names)} services, {len(stack.stack_names)} stacks, "
         f"{len(stack.environment_names)} environments",
     )
+    for note in notes:
+        run.reporter.info(note)
     return stack
 
 

