@@ -28,9 +28,7 @@ the docker SDK are imported inside task bodies only.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 from invoke import Collection, Context, task
@@ -58,11 +56,22 @@ def _forks(run: Run, forks: int | None, inv: Any) -> int:
 
 
 def _gather_gpu(conn: Any, host: Any) -> Any:
-    from ..gpu.smi import gather_via_smi
+    from ..gpu.smi import gather_via_smi_batch
 
-    facts = gather_via_smi(conn)
+    facts = gather_via_smi_batch(conn)  # one remote command for every nvidia-smi query
     facts.host = host.name
     return facts
+
+
+def _load_stack(run: Run) -> Any:
+    """The validated stack; a schema that already passed validation with this very code (as
+    `inv setup` leaves it) is not validated again."""
+    from ..schema.model import load_stack, validation_cache
+
+    cache = validation_cache(run.state_dir, writable=not run.check)
+    stack = load_stack(run.stack, cache=cache)
+    cache.save()
+    return stack
 
 
 def _gpu_summary(facts: Any) -> str:
@@ -107,16 +116,6 @@ def _gpu_plan(facts: Any, overrides: dict[str, Any]) -> dict[str, Any] | None:
     return plan_gpus(facts, overrides).to_dict()
 
 
-def reroot(files: list[Any], local_root: Path, remote_root: str) -> list[Any]:
-    """Move desired files from the local stack directory to the host's ``stack_dir``."""
-    out = []
-    for f in files:
-        path = Path(f.path)
-        rel = path.relative_to(local_root) if path.is_absolute() else path
-        out.append(dataclasses.replace(f, path=Path(str(PurePosixPath(remote_root) / rel.as_posix()))))
-    return out
-
-
 @task(help={
     **_HELP,
     "env": "the environment to deploy (default: each host's `environment`)",
@@ -131,29 +130,26 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
            diff: bool = False, no_start: bool = False, timeout: int | None = None,
            json: bool = False) -> None:
     """Detect GPUs, upload each host's compose and env files where they differ, start the stack."""
+    from ..engine.report import Status
     from ..remote.parallel import run_connected
-    from ..remote.stackops import stack_up
+    from ..remote.renders import reroot, stack_renders
     from ..remote.sync import sync_files
+    from ..schema.inference import planner_inputs
+    from ..schema.steps import template_cache_dir
+    from ..secrets.api import load_environment_secrets
 
     run = Run.start(c, check=check, diff=diff, json=json)
     inv, selected = _hosts(run, hosts, limit, inventory)
-    try:
-        from ..schema.steps import desired_stack_files
-    except ImportError:
-        run.reporter.skipped("deploy", "stack file generation (desired_stack_files) is not available yet")
-        run.finish()
-        return
-    from ..engine.report import Status
-    from ..schema.inference import planner_inputs
-    from ..schema.model import load_stack
-    from ..secrets.api import load_environment_secrets
-
-    stack = load_stack(run.stack)
+    stack = _load_stack(run)
     environments = sorted({env or h.environment for h in selected})
     secrets = {e: load_environment_secrets(run, stack, e) for e in environments}
     wait_timeout = int(resolve(timeout, c, "stack.wait_timeout", 300))
     preferred = resolve(None, c, "remote.compose_command")
-    generate = threading.Lock()  # generation is CPU-bound; one host at a time keeps it simple
+    # Each distinct (environment, GPU plan) is rendered once and shared by the hosts needing it.
+    renders = stack_renders(stack, secrets, template_cache_dir(run))  # compiled as `inv setup` keeps them
+    stack_up = None
+    if not no_start:
+        from ..remote.stackops import stack_up  # Compose over SSH: only when starting
 
     def job(conn: Any, host: Any, hr: Any) -> None:
         environment = env or host.environment
@@ -165,14 +161,13 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
         except ImportError:
             hr.skipped("gpu", "GPU detection over SSH is not available yet")
             plan = None
-        with generate:
-            files = desired_stack_files(run.stack, environment, plan, secrets[environment], stack)
+        files = renders.files_for(host.name, environment, plan)
         changed = False
         for result in sync_files(conn, reroot(files, run.stack, host.stack_dir), check=check,
                                  diff=diff, host=host.name):
             hr.add(result)
             changed = changed or result.status is Status.CHANGED
-        if no_start:
+        if stack_up is None:
             hr.skipped("stack up", "--no-start")
             return
         stack_up(conn, host, hr, stack=stack, environment=environment, check=check,
@@ -183,6 +178,10 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
     outcome = run_connected(selected, job, config=c.config, forks=_forks(run, forks, inv),
                             reporter=run.reporter)
     outcome.print_recap(run.reporter)
+    file_sets = renders.to_list([h.name for h in selected])
+    if len(selected) > 1:
+        run.reporter.info(f"rendered {len(file_sets)} distinct file set(s) for {len(selected)} hosts")
+    run.add_output("file_sets", file_sets)
     run.add_output("hosts", outcome.to_dict())
     run.finish()
 
@@ -206,12 +205,11 @@ def remote_status(c: Context, hosts: str | None = None, limit: str | None = None
     """Service, state, health and URL on each host; non-zero if any is unhealthy or unreachable."""
     from ..remote.parallel import run_connected
     from ..remote.stackops import stack_status
-    from ..schema.model import load_stack
     from ..stack.lifecycle import secret_masker
 
     run = Run.start(c, json=json)
     inv, selected = _hosts(run, hosts, limit, inventory)
-    stack = load_stack(run.stack)
+    stack = _load_stack(run)
     mask = secret_masker(run, stack)
     preferred = resolve(None, c, "remote.compose_command")
     found: dict[str, Any] = {}
@@ -243,12 +241,11 @@ def remote_wipe(c: Context, hosts: str | None = None, limit: str | None = None,
     """Delete the project's containers, volumes and networks on each host (by Compose project label only)."""
     from ..remote.parallel import HostOutcome, ParallelOutcome, run_connected
     from ..remote.stackops import wipe_apply, wipe_gather
-    from ..schema.model import load_stack
     from ..stack.lifecycle import confirm
 
     run = Run.start(c, check=check or dry_run, json=json)
     inv, selected = _hosts(run, hosts, limit, inventory)
-    stack = load_stack(run.stack)
+    stack = _load_stack(run)
     project = stack.project
     n_forks = _forks(run, forks, inv)
     gathered: dict[str, Any] = {}

@@ -7,6 +7,7 @@ exist is an error naming the template and its line, never an empty value in prod
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,27 +61,62 @@ def object_store_context(service: str, user: dict[str, Any], secrets: dict[str, 
             "access_var": s3_var(service, "access_key"), "secret_var": s3_var(service, "secret_key")}
 
 
+_JINJA: dict[tuple[str, str | None], Any] = {}
+_JINJA_LOCK = threading.Lock()
+
+
+def jinja_environment(templates_dir: Path, bytecode_dir: Path | None = None) -> Any:
+    """The process's one Jinja2 environment for ``templates_dir``: it keeps every compiled
+    template, so a run that renders many environments or hosts compiles each template once.
+    A template whose file content changed is compiled again (checked by content, not mtime: an
+    edit within one timestamp tick still counts). Safe to share between threads."""
+    import jinja2  # imported here: only tasks that render pay for it
+
+    if bytecode_dir is not None:
+        bytecode_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = (str(templates_dir), None if bytecode_dir is None else str(bytecode_dir))
+    with _JINJA_LOCK:
+        env = _JINJA.get(key)
+        if env is None:
+            # Compiled templates are also kept on disk (keyed by template source) when asked,
+            # so no-op runs in new processes skip compiling.
+            cache = jinja2.FileSystemBytecodeCache(str(bytecode_dir)) if bytecode_dir else None
+            env = _JINJA[key] = jinja2.Environment(
+                bytecode_cache=cache,
+                loader=_content_checked_loader(jinja2)(str(templates_dir)),
+                undefined=jinja2.StrictUndefined,
+                keep_trailing_newline=True,
+                autoescape=False,
+                trim_blocks=False,
+            )
+        return env
+
+
+def _content_checked_loader(jinja2: Any) -> Any:
+    class ContentCheckedLoader(jinja2.FileSystemLoader):  # type: ignore[misc, name-defined]
+        def get_source(self, environment: Any, template: str) -> tuple[str, str, Any]:
+            source, filename, _ = super().get_source(environment, template)
+
+            def uptodate() -> bool:
+                try:
+                    return Path(filename).read_text(encoding=self.encoding) == source
+                except OSError:
+                    return False
+
+            return source, filename, uptodate
+
+    return ContentCheckedLoader
+
+
 class EnvRenderer:
-    """Compiles the templates once per process and renders every environment with them."""
+    """Renders every environment's env files with the process's compiled templates."""
 
     def __init__(self, stack: Stack, bytecode_dir: Path | None = None) -> None:
-        import jinja2  # imported here: only tasks that render pay for it
+        import jinja2
 
         self.stack = stack
         self.dir = stack.root / TEMPLATES_DIR
-        # Compiled templates are kept (keyed by template source) so no-op runs skip compiling.
-        cache = None
-        if bytecode_dir is not None:
-            bytecode_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            cache = jinja2.FileSystemBytecodeCache(str(bytecode_dir))
-        self._jinja = jinja2.Environment(
-            bytecode_cache=cache,
-            loader=jinja2.FileSystemLoader(str(self.dir)),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-            autoescape=False,
-            trim_blocks=False,
-        )
+        self._jinja = jinja_environment(self.dir, bytecode_dir)
         self._errors = (jinja2.TemplateError,)
 
     def render_environment(self, env: str, secrets: dict[str, str],
