@@ -47,7 +47,7 @@ def _gather(c: Context, source: str | None, host: str | None) -> "GpuFacts":
                           fix="use --source smi (or auto) with --host")
     from fabric import Connection  # only remote detection pays for fabric/paramiko
 
-    from ..gpu.smi import gather_via_smi_batch
+    from ..gpu.smibatch import gather_via_smi_batch
 
     with Connection(host) as conn:
         facts = gather_via_smi_batch(conn)  # one round trip for every query

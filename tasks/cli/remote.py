@@ -56,7 +56,7 @@ def _forks(run: Run, forks: int | None, inv: Any) -> int:
 
 
 def _gather_gpu(conn: Any, host: Any) -> Any:
-    from ..gpu.smi import gather_via_smi_batch
+    from ..gpu.smibatch import gather_via_smi_batch
 
     facts = gather_via_smi_batch(conn)  # one remote command for every nvidia-smi query
     facts.host = host.name

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from invoke import Context
 
-from tasks.gpu import smi
+from tasks.gpu import smi, smibatch
 from tests.gpu.fakes import FIXTURES
 from tests.support.sshd import GPU_PROFILES, SshHost
 
@@ -53,7 +53,7 @@ def stub_smi(tmp_path: Path, script: str) -> Shell:
 @pytest.mark.parametrize("profile", sorted(GPU_PROFILES))
 def test_batch_gives_the_facts_of_one_query_at_a_time(tmp_path: Path, profile: str) -> None:
     shell = fake_host(tmp_path, profile)
-    batched = smi.gather_via_smi_batch(shell)
+    batched = smibatch.gather_via_smi_batch(shell)
     assert len(shell.commands) == 1, "one command for every query"
     one_by_one = smi.gather_via_smi(shell)
     assert len(shell.commands) > 2
@@ -62,7 +62,7 @@ def test_batch_gives_the_facts_of_one_query_at_a_time(tmp_path: Path, profile: s
 
 
 def test_batch_on_the_dual_3090_profile(tmp_path: Path) -> None:
-    facts = smi.gather_via_smi_batch(fake_host(tmp_path, "2x3090"))
+    facts = smibatch.gather_via_smi_batch(fake_host(tmp_path, "2x3090"))
     assert [g.uuid for g in facts.gpus] == ["GPU-1aff65f8-8897-eaee-29e4-6871ef7491a0",
                                             "GPU-fef3f583-99bd-ac7f-c761-eddb679067e0"]
     assert facts.nvlink_peers(0) == {1: 4}
@@ -72,7 +72,7 @@ def test_batch_on_the_dual_3090_profile(tmp_path: Path) -> None:
 
 
 def test_batch_without_nvidia_smi_is_cpu_only(tmp_path: Path) -> None:
-    facts = smi.gather_via_smi_batch(fake_host(tmp_path, None))
+    facts = smibatch.gather_via_smi_batch(fake_host(tmp_path, None))
     assert facts.cpu_only and facts.reason == "nvidia-smi not found (no NVIDIA driver installed)"
 
 
@@ -84,7 +84,7 @@ case "$*" in
   *) echo "unsupported: $*" >&2; exit 9 ;;
 esac
 ''')
-    facts = smi.gather_via_smi_batch(shell)
+    facts = smibatch.gather_via_smi_batch(shell)
     assert [(g.name, g.memory_total_mib, g.compute_capability) for g in facts.gpus] == [("Tesla T4", 15360, None)]
     assert facts.driver_version == "470.1"
 
@@ -101,8 +101,8 @@ case "$*" in
   *) echo "apps: $*" ;;
 esac
 ''')
-    result = shell.run(smi.CMD_SMI_BATCH, hide=True, warn=True, in_stream=False)
-    parts = smi.parse_smi_batch(result.stdout, result.stderr)
+    result = shell.run(smibatch.CMD_SMI_BATCH, hide=True, warn=True, in_stream=False)
+    parts = smibatch.parse_smi_batch(result.stdout, result.stderr)
     assert set(parts) == {"query", "table", "topo", "nvlink", "apps"}  # no query_old, no list
     assert parts["query"] == smi.SmiOutput(True, "no newline at the end", "query warning\n")
     assert parts["table"] == smi.SmiOutput(True, "table\n\n", "")
@@ -117,7 +117,7 @@ def test_batch_when_the_shell_itself_fails() -> None:
             from invoke import Result
             return Result(stdout="", stderr="fish: Unknown command: s\n", exited=127)
 
-    facts = smi.gather_via_smi_batch(Broken())
+    facts = smibatch.gather_via_smi_batch(Broken())
     assert facts.cpu_only
     assert (facts.reason or "").startswith("nvidia-smi failed") and "Unknown command: s" in (facts.reason or "")
 
