@@ -45,9 +45,12 @@ _HELP = {
 
 
 def _hosts(run: Run, hosts: str | None, limit: str | None, inventory: str | None):
-    from ..remote.inventory import load_inventory
+    from ..remote.inventory import load_inventory, validation_cache
 
-    inv = load_inventory(run.stack, resolve(inventory, run.c, "remote.inventory"))
+    # An inventory file that passed validation unchanged is not validated again.
+    cache = validation_cache(run.state_dir, writable=not run.check)
+    inv = load_inventory(run.stack, resolve(inventory, run.c, "remote.inventory"), cache)
+    cache.save()
     return inv, inv.select(hosts or "all", limit)
 
 

@@ -161,8 +161,9 @@ def test_tcp_nodelay_is_set_on_the_real_ssh_socket(farm: SshdFarm, inventory: In
 
 def test_no_start_deploy_loads_neither_the_stack_module_nor_the_validator(
         farm: SshdFarm, stack: Path, inventory_path: Path) -> None:
-    """After `inv setup` the schema is known valid: a files-only deploy neither validates it
-    again nor imports the Compose-over-SSH module (stackops)."""
+    """After `inv setup` the schema is known valid, and after one deploy the inventory: a
+    files-only deploy then validates neither again (the validator is not even imported), nor
+    imports the Compose-over-SSH module (stackops)."""
     probe = """
 import atexit, runpy, sys
 import tasks.schema.model as model
@@ -170,17 +171,20 @@ validations = []
 real = model.semantic_errors
 model.semantic_errors = lambda *a, **k: validations.append(1) or real(*a, **k)
 atexit.register(lambda: print("PROBE", len(validations), "tasks.remote.stackops" in sys.modules,
-                              file=sys.stderr))
+                              "cerberus" in sys.modules, file=sys.stderr))
 sys.argv = ["inv", "--search-root", sys.argv[1], "deploy", "--no-start", "--inventory", sys.argv[2]]
 runpy.run_module("invoke", run_name="__main__")
 """
     env = {k: v for k, v in os.environ.items() if k != "INVOKE_RUNTIME_CONFIG"}
     env["PYTHONPATH"] = str(stack)
+    first = run_inv(stack, "deploy", "--no-start", "--inventory", str(inventory_path))
+    assert first.returncode == 0, first.stderr  # validates the inventory once, as a user's first run
     proc = subprocess.run([sys.executable, "-c", probe, str(stack), str(inventory_path)], cwd=stack,
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     probe_line = next(line for line in proc.stderr.splitlines() if line.startswith("PROBE"))
-    assert probe_line.split()[1:] == ["0", "False"], probe_line  # no validation, no stackops
+    # The second deploy: no schema validation, no validator loaded at all, no stackops.
+    assert probe_line.split()[1:] == ["0", "False", "False"], probe_line
 
 
 def test_a_schema_edited_after_setup_is_validated_again(farm: SshdFarm, stack: Path,
@@ -192,3 +196,14 @@ def test_a_schema_edited_after_setup_is_validated_again(farm: SshdFarm, stack: P
     assert "schemas/compose-schema.yaml" in proc.stderr and "bogus_key" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not any((h.remote_root / f"srv-{tmp_path.name}").exists() for h in farm.hosts)
+
+
+def test_an_inventory_edited_after_a_deploy_is_validated_again(farm: SshdFarm, stack: Path,
+                                                               inventory_path: Path) -> None:
+    assert run_inv(stack, "deploy", "--no-start", "--inventory", str(inventory_path)).returncode == 0
+    doc = yaml.safe_load(inventory_path.read_text())
+    doc["groups"]["gpu_servers"]["hosts"]["h1"]["prot"] = 22
+    inventory_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = run_inv(stack, "deploy", "--no-start", "--inventory", str(inventory_path))
+    assert proc.returncode == 1 and "prot" in proc.stderr and "unknown key" in proc.stderr
+    assert "Traceback" not in proc.stderr
