@@ -48,12 +48,12 @@ def _gather(c: Context, source: str | None, host: str | None) -> "GpuFacts":
                           fix="use --source smi (or auto) with --host")
     # Fabric and paramiko load only for remote detection. The connection goes through the one
     # host-key policy (tasks/remote/hosts.py): an unknown key is refused, never added.
-    from ..gpu.smi import gather_via_smi
+    from ..gpu.smibatch import gather_via_smi_batch
     from ..remote.hosts import connected
 
     target = _ssh_target(c, host)
     with connected(target, c.config) as conn:
-        facts = gather_via_smi(conn)
+        facts = gather_via_smi_batch(conn)  # one round trip for every query
     facts.host = target.name
     return facts
 

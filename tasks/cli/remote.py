@@ -28,14 +28,13 @@ the docker SDK are imported inside task bodies only.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
-from pathlib import Path, PurePosixPath
+from contextlib import nullcontext
 from typing import Any
 
 from invoke import Collection, Context, task
 
-from ..engine.run import Run, boundary, resolve
+from ..engine.run import Run, boundary, config_value, resolve
 from ..engine.settings import defaults_for
 
 _HELP = {
@@ -48,12 +47,15 @@ _HELP = {
 
 
 def _hosts(run: Run, hosts: str | None, limit: str | None, inventory: str | None):
-    from ..remote.inventory import load_inventory
+    from ..remote.inventory import load_inventory, validation_cache
 
     from ..engine.errors import MultiError
     from ..remote.inventorycheck import host_errors
 
-    inv = load_inventory(run.stack, resolve(inventory, run.c, "remote.inventory"))
+    # An inventory file that passed validation unchanged is not validated again.
+    cache = validation_cache(run.state_dir, writable=not run.check)
+    inv = load_inventory(run.stack, resolve(inventory, run.c, "remote.inventory"), cache)
+    run.keep(cache)
     selected = inv.select(hosts or "all", limit)
     errors = host_errors(selected, run.stack)  # before the first connection
     if errors:
@@ -66,11 +68,22 @@ def _forks(run: Run, forks: int | None, inv: Any) -> int:
 
 
 def _gather_gpu(conn: Any, host: Any) -> Any:
-    from ..gpu.smi import gather_via_smi
+    from ..gpu.smibatch import gather_via_smi_batch
 
-    facts = gather_via_smi(conn)
+    facts = gather_via_smi_batch(conn)  # one remote command for every nvidia-smi query
     facts.host = host.name
     return facts
+
+
+def _load_stack(run: Run) -> Any:
+    """The validated stack; a schema that already passed validation with this very code (as
+    `inv setup` leaves it) is not validated again."""
+    from ..schema.model import load_stack, validation_cache
+
+    cache = validation_cache(run.state_dir, writable=not run.check)
+    stack = load_stack(run.stack, cache=cache)
+    run.keep(cache)
+    return stack
 
 
 def _gpu_summary(facts: Any) -> str:
@@ -115,16 +128,6 @@ def _gpu_plan(facts: Any, overrides: dict[str, Any]) -> dict[str, Any] | None:
     return plan_gpus(facts, overrides).to_dict()
 
 
-def reroot(files: list[Any], local_root: Path, remote_root: str) -> list[Any]:
-    """Move desired files from the local stack directory to the host's ``stack_dir``."""
-    out = []
-    for f in files:
-        path = Path(f.path)
-        rel = path.relative_to(local_root) if path.is_absolute() else path
-        out.append(dataclasses.replace(f, path=Path(str(PurePosixPath(remote_root) / rel.as_posix()))))
-    return out
-
-
 @task(help={
     **_HELP,
     "env": "the environment to deploy (default: each host's `environment`)",
@@ -139,59 +142,61 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
            diff: bool = False, no_start: bool = False, timeout: int | None = None,
            json: bool = False) -> None:
     """Detect GPUs, upload each host's compose and env files where they differ, start the stack."""
+    from ..engine.report import Status
     from ..remote.parallel import run_connected
-    from ..remote.stackops import stack_up
-    from ..remote.sync import sync_files
+    from ..remote.renders import reroot, stack_renders
+    from ..engine.masking import masker
+    from ..remote.lock import host_lock
+    from ..remote.sync import host_backup_dir, sync_files
+    from ..schema.inference import planner_inputs
+    from ..schema.steps import template_cache_dir
+    from ..secrets.api import load_environment_secrets
 
     run = Run.start(c, check=check, diff=diff, json=json)
     inv, selected = _hosts(run, hosts, limit, inventory)
-    try:
-        from ..schema.steps import desired_stack_files
-    except ImportError:
-        run.reporter.skipped("deploy", "stack file generation (desired_stack_files) is not available yet")
-        run.finish()
-        return
-    from ..engine.report import Status
-    from ..schema.inference import planner_inputs
-    from ..schema.model import load_stack
-    from ..secrets.api import load_environment_secrets
-
-    stack = load_stack(run.stack)
+    stack = _load_stack(run)
     _check_environments(stack, selected, env)
     environments = sorted({env or h.environment for h in selected})
     secrets = {e: load_environment_secrets(run, stack, e) for e in environments}
     wait_timeout = int(resolve(timeout, c, "stack.wait_timeout"))
     preferred = resolve(None, c, "remote.compose_command")
-    generate = threading.Lock()  # generation is CPU-bound; one host at a time keeps it simple
+    # Each distinct (environment, GPU plan) is rendered once and shared by the hosts needing it.
+    renders = stack_renders(stack, secrets, template_cache_dir(run))  # compiled as `inv setup` keeps them
+    stack_up = None
+    if not no_start:
+        from ..remote.stackops import stack_up  # Compose over SSH: only when starting
+
+    lock_timeout = float(config_value(c, "lock_timeout"))
 
     def job(conn: Any, host: Any, hr: Any) -> None:
         environment = env or host.environment
-        try:
-            facts = _gather_gpu(conn, host)
-            hr.ok("gpu", _gpu_summary(facts))
-            served = stack.served_model(environment)
-            plan = _gpu_plan(facts, {**(planner_inputs(served) if served else {}), **host.gpu})
-        except ImportError:
-            hr.skipped("gpu", "GPU detection over SSH is not available yet")
-            plan = None
-        with generate:
-            files = desired_stack_files(run.stack, environment, plan, secrets[environment], stack)
-        changed = False
-        for result in sync_files(conn, reroot(files, run.stack, host.stack_dir), check=check,
-                                 diff=diff, host=host.name):
-            hr.add(result)
-            changed = changed or result.status is Status.CHANGED
-        if no_start:
-            hr.skipped("stack up", "--no-start")
-            return
-        stack_up(conn, host, hr, stack=stack, environment=environment, check=check,
-                 files_changed=changed, timeout=wait_timeout, preferred=preferred,
-                 mask=_masker(secrets[environment].values()))
+        facts = _gather_gpu(conn, host)
+        hr.ok("gpu", _gpu_summary(facts))
+        served = stack.served_model(environment)
+        plan = _gpu_plan(facts, {**(planner_inputs(served) if served else {}), **host.gpu})
+        files = renders.files_for(host.name, environment, plan)
+        # Check mode reads only, so (as locally) it takes no lock.
+        with nullcontext() if check else host_lock(conn, host.stack_dir, timeout=lock_timeout):
+            changed = False
+            for result in sync_files(conn, reroot(files, run.stack, host.stack_dir), check=check,
+                                     diff=diff, host=host.name, backup_dir=host_backup_dir(host.stack_dir)):
+                hr.add(result)
+                changed = changed or result.status is Status.CHANGED
+            if stack_up is None:
+                hr.skipped("stack up", "--no-start")
+                return
+            stack_up(conn, host, hr, stack=stack, environment=environment, check=check,
+                     files_changed=changed, timeout=wait_timeout, preferred=preferred,
+                     mask=masker(secrets[environment].values()))
 
     run.reporter.task("deploy")
     outcome = run_connected(selected, job, config=c.config, forks=_forks(run, forks, inv),
                             reporter=run.reporter)
     outcome.print_recap(run.reporter)
+    file_sets = renders.to_list([h.name for h in selected])
+    if len(selected) > 1:
+        run.reporter.info(f"rendered {len(file_sets)} distinct file set(s) for {len(selected)} hosts")
+    run.add_output("file_sets", file_sets)
     run.add_output("hosts", outcome.to_dict())
     run.finish()
 
@@ -218,18 +223,6 @@ def _check_environments(stack: Any, selected: list[Any], env: str | None) -> Non
         raise errors[0] if len(errors) == 1 else MultiError(errors)
 
 
-def _masker(values: Any) -> Any:
-    """Hide each secret value (longest first) in a text."""
-    ordered = sorted((v for v in values if isinstance(v, str) and len(v) >= 4), key=len, reverse=True)
-
-    def mask(text: str) -> str:
-        for v in ordered:
-            text = text.replace(v, "********")
-        return text
-
-    return mask
-
-
 @task(help=_HELP)
 @boundary
 def remote_status(c: Context, hosts: str | None = None, limit: str | None = None,
@@ -237,12 +230,11 @@ def remote_status(c: Context, hosts: str | None = None, limit: str | None = None
     """Service, state, health and URL on each host; non-zero if any is unhealthy or unreachable."""
     from ..remote.parallel import run_connected
     from ..remote.stackops import stack_status
-    from ..schema.model import load_stack
     from ..stack.lifecycle import secret_masker
 
     run = Run.start(c, json=json)
     inv, selected = _hosts(run, hosts, limit, inventory)
-    stack = load_stack(run.stack)
+    stack = _load_stack(run)
     mask = secret_masker(run, stack)
     preferred = resolve(None, c, "remote.compose_command")
     found: dict[str, Any] = {}
@@ -274,12 +266,11 @@ def remote_wipe(c: Context, hosts: str | None = None, limit: str | None = None,
     """Delete the project's containers, volumes and networks on each host (by Compose project label only)."""
     from ..remote.parallel import HostOutcome, ParallelOutcome, run_connected
     from ..remote.stackops import wipe_apply, wipe_gather
-    from ..schema.model import load_stack
     from ..stack.lifecycle import confirm
 
     run = Run.start(c, check=check or dry_run, json=json)
     inv, selected = _hosts(run, hosts, limit, inventory)
-    stack = load_stack(run.stack)
+    stack = _load_stack(run)
     project = stack.project
     n_forks = _forks(run, forks, inv)
     gathered: dict[str, Any] = {}

@@ -63,6 +63,7 @@ class Run:
     diff: bool = False
     json: bool = False
     _extra: dict[str, Any] = field(default_factory=dict)
+    _caches: list[Any] = field(default_factory=list)
     _on_lock: list[Callable[[], None]] = field(default_factory=list)
     _holds_lock: bool = False
 
@@ -120,8 +121,15 @@ class Run:
         """Extra data for the JSON document printed by `finish`."""
         self._extra[key] = value
 
+    def keep(self, cache: Any) -> None:
+        """Save ``cache`` (an engine.cache.ContentCache) when the run finishes: a run refused
+        for bad input never gets there, so it leaves no cache (nor the directory) behind."""
+        self._caches.append(cache)
+
     def finish(self) -> None:
-        """Print the recap; exit non-zero when anything failed."""
+        """Save the kept caches, print the recap; exit non-zero when anything failed."""
+        for cache in self._caches:
+            cache.save()
         self.reporter.recap(self._extra or None)
         if self.reporter.failed_any:
             raise Exit(code=2)

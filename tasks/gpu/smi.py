@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -382,35 +383,88 @@ def _onoff(v: str | None) -> bool | None:
     return v.strip().lower() in ("enabled", "on", "yes", "1", "true")
 
 
-def gather_via_smi(c: Any) -> GpuFacts:
-    """Run the nvidia-smi commands through ``c`` (an invoke Context or a Fabric Connection).
+@dataclass(frozen=True)
+class SmiOutput:
+    """What one nvidia-smi invocation printed, and whether it exited 0."""
 
-    Never raises for a host without GPUs: a missing nvidia-smi or a driver that is not loaded
-    gives a CPU-only result with the reason. Each command may fail on its own (old drivers,
-    restricted containers); whatever answered is used.
+    ok: bool
+    stdout: str = ""
+    stderr: str = ""
+
+
+# Each invocation's name in `facts_from_outputs` and in the batched command's section markers.
+SMI_COMMANDS: dict[str, str] = {
+    "query": CMD_QUERY, "query_old": CMD_QUERY_OLD, "table": CMD_TABLE, "list": CMD_LIST,
+    "topo": CMD_TOPO, "nvlink": CMD_NVLINK, "apps": CMD_APPS,
+}
+
+
+def _needs_old_query(query: SmiOutput) -> bool:
+    # compute_cap appeared in driver 510; an older one rejects the whole query naming it.
+    return not query.ok and "compute_cap" in (query.stdout + query.stderr)
+
+
+def _query_result(outputs: Mapping[str, SmiOutput]) -> SmiOutput:
+    query = outputs.get("query") or SmiOutput(False, "", "nvidia-smi did not run")
+    if _needs_old_query(query) and "query_old" in outputs:
+        return outputs["query_old"]
+    return query
+
+
+def _no_driver(reason: str) -> bool:
+    return reason.startswith(("nvidia-smi not found", "the NVIDIA driver"))
+
+
+def facts_from_outputs(outputs: Mapping[str, SmiOutput]) -> GpuFacts:
+    """Pure: `GpuFacts` from the outputs of the `SMI_COMMANDS` that ran (keyed by name).
+
+    Each command may have failed on its own (old drivers, restricted containers); whatever
+    answered is used. Missing nvidia-smi or an unloaded driver is a CPU-only result with the
+    reason, never an error.
     """
-    def run(cmd: str) -> tuple[bool, str, str]:
-        result = c.run(cmd, hide=True, warn=True, in_stream=False)
-        return bool(result.ok), result.stdout or "", result.stderr or ""
-
-    query_ok, query_out, query_err = run(CMD_QUERY)
-    if not query_ok and "compute_cap" in (query_out + query_err):
-        query_ok, query_out, query_err = run(CMD_QUERY_OLD)
-    reason = classify_smi_failure(query_out + "\n" + query_err) if not query_ok else ""
-    if not query_ok and reason.startswith(("nvidia-smi not found", "the NVIDIA driver")):
+    query = _query_result(outputs)
+    reason = classify_smi_failure(query.stdout + "\n" + query.stderr) if not query.ok else ""
+    if not query.ok and _no_driver(reason):
         return cpu_only(reason, source="smi")
-    table_ok, table_out, _ = run(CMD_TABLE)
+    failed = SmiOutput(False)
+    table = outputs.get("table", failed)
     list_out = None
-    if not query_ok and not table_ok:
-        list_ok, list_out, _ = run(CMD_LIST)
-        if not list_ok or not list_out.strip():
+    if not query.ok and not table.ok:
+        listed = outputs.get("list", failed)
+        if not listed.ok or not listed.stdout.strip():
             return cpu_only(reason, source="smi")
-    topo_ok, topo_out, _ = run(CMD_TOPO)
-    link_ok, link_out, _ = run(CMD_NVLINK)
-    apps_ok, apps_out, _ = run(CMD_APPS)
-    return facts_from_smi(query_out if query_ok else None, topo_out if topo_ok else None,
-                          link_out if link_ok else None, table_out if table_ok else None,
-                          apps_out if apps_ok else None, list_text=list_out)
+        list_out = listed.stdout
+
+    def text(name: str) -> str | None:
+        out = outputs.get(name, failed)
+        return out.stdout if out.ok else None
+
+    return facts_from_smi(query.stdout if query.ok else None, text("topo"), text("nvlink"),
+                          text("table"), text("apps"), list_text=list_out)
+
+
+def gather_via_smi(c: Any) -> GpuFacts:
+    """Run the nvidia-smi commands one by one through ``c`` (an invoke Context or a Fabric
+    Connection), asking only what the answers so far leave open. Local detection uses this;
+    over SSH, `smibatch.gather_via_smi_batch` asks everything in one remote command.
+    """
+    outputs: dict[str, SmiOutput] = {}
+
+    def run(name: str) -> SmiOutput:
+        result = c.run(SMI_COMMANDS[name], hide=True, warn=True, in_stream=False)
+        outputs[name] = SmiOutput(bool(result.ok), result.stdout or "", result.stderr or "")
+        return outputs[name]
+
+    if _needs_old_query(run("query")):
+        run("query_old")
+    query = _query_result(outputs)
+    if not query.ok and _no_driver(classify_smi_failure(query.stdout + "\n" + query.stderr)):
+        return facts_from_outputs(outputs)
+    if not run("table").ok and not query.ok:
+        run("list")
+    for name in ("topo", "nvlink", "apps"):
+        run(name)
+    return facts_from_outputs(outputs)
 
 
 def classify_smi_failure(text: str) -> str:

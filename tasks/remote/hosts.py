@@ -24,6 +24,7 @@ from typing import Any
 import paramiko
 from fabric import Config as FabricConfig
 from fabric import Connection
+from fabric.runners import Remote
 from invoke.exceptions import UnexpectedExit
 
 from ..engine.errors import MmstackError, RemoteError
@@ -73,6 +74,19 @@ class TrustingPolicy(paramiko.MissingHostKeyPolicy):
                   f"SHA256:{fingerprint(key)} because the inventory sets trust_host_key: true")
 
 
+class PromptRemote(Remote):
+    """Fabric's runner for remote commands, woken by paramiko's exit-status event.
+
+    Invoke's runner polls for the end of a command every ``input_sleep`` (10 ms), which adds
+    about that much to every remote command; a deploy runs several per host in sequence.
+    """
+
+    def wait(self) -> None:
+        event = self.channel.status_event
+        while not (self.process_is_finished or self.has_dead_threads):
+            event.wait(0.1)  # woken at once on exit; the timeout re-checks for a dead IO thread
+
+
 def fingerprint(key: paramiko.PKey) -> str:
     import base64
     import hashlib
@@ -105,6 +119,8 @@ def connection_for(host: Host, config: Any = None, *, warn: Callable[[str], None
     # must never read this process's stdin.
     settings = config.clone(into=FabricConfig) if config is not None else FabricConfig()
     settings.run.in_stream = False
+    if settings.runners.remote is Remote:  # a caller's own runner class stays
+        settings.runners.remote = PromptRemote
     conn = Connection(
         host.address,
         user=host.user,
@@ -129,14 +145,72 @@ def connection_for(host: Host, config: Any = None, *, warn: Callable[[str], None
     return conn
 
 
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class PromptAckSocket(socket.socket):
+    """A TCP socket that acknowledges what it receives at once (``TCP_QUICKACK`` after each
+    read, where the system has it).
+
+    Right after authentication OpenSSH's sshd sends small unsolicited messages (the
+    ``hostkeys-00@openssh.com`` request); its answer to our first channel open then waits,
+    by Nagle's algorithm on the server, for our ACK of those, which a delayed ACK holds back
+    about 40 ms. Acknowledging at once removes that stall from the first command of every
+    connection; the server's settings are not ours to change.
+    """
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        if _QUICKACK is not None and data:
+            try:
+                self.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)  # Linux resets it: set each time
+            except OSError:
+                pass
+        return data
+
+
+def tcp_socket(address: str, port: int, timeout: float | None) -> socket.socket:
+    """A connected TCP socket with Nagle's algorithm off (``TCP_NODELAY``) that ACKs promptly.
+
+    SSH sends many small packets and waits for the answer (channel open, exec request, SFTP
+    requests). With Nagle on, a small packet sent while an earlier one is unacknowledged waits
+    for the peer's delayed ACK, about 40 ms on Linux, on nearly every remote command; OpenSSH's
+    own client sets ``TCP_NODELAY`` on interactive sessions for the same reason.
+    """
+    error: OSError | None = None
+    for family, kind, proto, _, addr in socket.getaddrinfo(address, port, 0, socket.SOCK_STREAM):
+        sock = PromptAckSocket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(addr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise error or OSError(f"no address found for {address}")
+
+
 def open_connection(host: Host, config: Any = None, *,
                     warn: Callable[[str], None] | None = None) -> Connection:
-    """Connect to ``host``; failures become `UnreachableError` with a fix line."""
+    """Connect to ``host``; failures become `UnreachableError` with a fix line.
+
+    The TCP socket is made here (with ``TCP_NODELAY``, see `tcp_socket`) and handed to
+    paramiko, so the key exchange and authentication already run without Nagle stalls. A
+    gateway (ProxyJump/ProxyCommand from the SSH config) brings its own channel instead.
+    """
     conn = connection_for(host, config, warn=warn)
+    sock: socket.socket | None = None
     try:
+        if not conn.gateway and "sock" not in conn.connect_kwargs:
+            sock = tcp_socket(conn.host, int(conn.port), conn.connect_timeout)
+            conn.connect_kwargs["sock"] = sock
         conn.open()
     except Exception as exc:  # noqa: BLE001 - classified below
         conn.close()
+        if sock is not None:
+            sock.close()
         raise unreachable_error(host, exc) from None
     return conn
 

@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cerberus import Validator
-
+from ..engine.cache import fingerprint
 from ..engine.errors import ConfigError, MmstackError, MultiError
 from ..schema.yamlsrc import KeyPath, YamlSource, cerberus_error_paths, format_path, load_yaml
 
@@ -222,8 +221,14 @@ def _folder_files(folder: Path, explicit: bool) -> list[Path]:
     )
 
 
-def load_inventory(root: Path | None = None, inventory: str | Path | None = None) -> Inventory:
-    """Load and validate the inventory files; every error of every file is reported at once."""
+def load_inventory(root: Path | None = None, inventory: str | Path | None = None,
+                   cache: Any = None) -> Inventory:
+    """Load and validate the inventory files; every error of every file is reported at once.
+
+    With ``cache`` (an `engine.cache.ContentCache`, see `validation_cache`), a file whose exact
+    content already passed validation with this very code is not validated again (nor is the
+    validator imported).
+    """
     root = root or Path.cwd()
     files = inventory_files(root, inventory)
     sources: list[YamlSource] = []
@@ -237,8 +242,14 @@ def load_inventory(root: Path | None = None, inventory: str | Path | None = None
             continue
         if src.data is None:
             src.data = {}
-        found = validate_source(src)
+        key = fingerprint(path.read_bytes()) if cache is not None else None
+        found = []
+        if key is None or not cache.get(key):
+            found = validate_source(src)
+            if key is not None and not found:
+                cache.put(key, True)
         if not found:
+            # Values that depend on more than the file (key files that must exist): every time.
             from .inventorycheck import value_errors
 
             found = value_errors(src, root)
@@ -249,7 +260,18 @@ def load_inventory(root: Path | None = None, inventory: str | Path | None = None
     return build_inventory(sources)
 
 
-_VALIDATOR: Validator | None = None
+def validation_cache(state_dir: Path | None, *, writable: bool) -> Any:
+    """The memo of inventory files that passed validation (keyed by content and this code)."""
+    import sys
+
+    from ..engine.cache import ContentCache, code_fingerprint
+    from ..schema import yamlsrc
+
+    return ContentCache(state_dir, "inventory-valid", code_fingerprint([sys.modules[__name__], yamlsrc]),
+                        writable=writable)
+
+
+_VALIDATOR: Any = None
 
 
 def validate_source(src: YamlSource) -> list[MmstackError]:
@@ -259,6 +281,8 @@ def validate_source(src: YamlSource) -> list[MmstackError]:
         return [ConfigError("an inventory file must be a mapping (forks, vars, hosts, groups)",
                             file=src.file, line=1, fix="start from inventory/sample.yml")]
     if _VALIDATOR is None:
+        from cerberus import Validator  # imported on first use: a cached validation needs none
+
         _VALIDATOR = Validator(INVENTORY_RULES, allow_unknown=False)
     if _VALIDATOR.validate(src.data, normalize=False):
         return []

@@ -10,6 +10,7 @@ empty value in production.
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,34 +64,54 @@ def object_store_context(service: str, user: dict[str, Any], secrets: dict[str, 
             "access_var": s3_var(service, "access_key"), "secret_var": s3_var(service, "secret_key")}
 
 
+_JINJA: dict[tuple[str, str | None], Any] = {}
+_JINJA_LOCK = threading.Lock()
+
+
+def jinja_environment(templates_dir: Path, bytecode_dir: Path | None = None) -> Any:
+    """The process's one Jinja2 environment for ``templates_dir``: it keeps every compiled
+    template, so a run that renders many environments or hosts compiles each template once.
+    A template whose file content changed is compiled again (checked by content, not mtime: an
+    edit within one timestamp tick still counts). Safe to share between threads."""
+    import jinja2  # imported here: only tasks that render pay for it
+
+    if bytecode_dir is not None:
+        bytecode_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = (str(templates_dir), None if bytecode_dir is None else str(bytecode_dir))
+    with _JINJA_LOCK:
+        env = _JINJA.get(key)
+        if env is None:
+            # Compiled templates are also kept on disk (keyed by template source) when asked,
+            # so no-op runs in new processes skip compiling.
+            # Code compiled for the sandbox only: Jinja's cache key has the source, not the
+            # environment, so templates compiled by an older, unsandboxed mmstack never load here.
+            cache = (jinja2.FileSystemBytecodeCache(str(bytecode_dir), pattern="__mmstack_sandboxed_%s.cache")
+                     if bytecode_dir else None)
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+            env = _JINJA[key] = ImmutableSandboxedEnvironment(
+                bytecode_cache=cache,
+                loader=_Utf8Loader(str(templates_dir)),
+                undefined=jinja2.StrictUndefined,
+                keep_trailing_newline=True,
+                autoescape=False,
+                trim_blocks=False,
+            )
+            # Only the documented context: range, dict, lipsum, cycler, joiner and namespace are
+            # Jinja's defaults, and none is part of what templates are promised.
+            env.globals.clear()
+        return env
+
+
 class EnvRenderer:
-    """Compiles the templates once per process and renders every environment with them."""
+    """Renders every environment's env files with the process's compiled templates."""
 
     def __init__(self, stack: Stack, bytecode_dir: Path | None = None) -> None:
-        import jinja2  # imported here: only tasks that render pay for it
+        import jinja2
 
         self.stack = stack
         self.dir = stack.root / TEMPLATES_DIR
-        # Compiled templates are kept (keyed by template source) so no-op runs skip compiling.
-        cache = None
-        if bytecode_dir is not None:
-            bytecode_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Code compiled for the sandbox only: Jinja's cache key has the source, not the
-            # environment, so templates compiled by an older, unsandboxed mmstack never load here.
-            cache = jinja2.FileSystemBytecodeCache(str(bytecode_dir), pattern="__mmstack_sandboxed_%s.cache")
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        self._jinja = ImmutableSandboxedEnvironment(
-            bytecode_cache=cache,
-            loader=_Utf8Loader(str(self.dir)),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-            autoescape=False,
-            trim_blocks=False,
-        )
-        # Only the documented context: range, dict, lipsum, cycler, joiner and namespace are
-        # Jinja's defaults, and none is part of what templates are promised.
-        self._jinja.globals.clear()
+        self._jinja = jinja_environment(self.dir, bytecode_dir)
         self._errors = (jinja2.TemplateError,)
 
     def render_environment(self, env: str, secrets: dict[str, str],
@@ -226,8 +247,15 @@ def _utf8_loader_class() -> Any:
                                     file=f"{TEMPLATES_DIR}/{template}",
                                     fix="check that it is a readable regular file") from None
             text = decode_text(data, f"{TEMPLATES_DIR}/{template}", TemplateError)
-            mtime = path.stat().st_mtime
-            return text, str(path), lambda: path.exists() and path.stat().st_mtime == mtime
+
+            def uptodate() -> bool:
+                # By content, not mtime: an edit within one timestamp tick still counts.
+                try:
+                    return path.read_bytes() == data
+                except OSError:
+                    return False
+
+            return text, str(path), uptodate
 
     return Utf8Loader
 
@@ -247,19 +275,44 @@ class _Settings(dict):  # type: ignore[type-arg]
 
 
 def _template_line(exc: BaseException) -> tuple[int | None, str | None]:
-    """Jinja rewrites tracebacks so template frames carry the template's file and line."""
+    """Jinja rewrites tracebacks so template frames carry the template's file and line: the
+    innermost such frame, or for a recursion the line that repeats most (the innermost frame
+    is wherever the stack happened to run out)."""
     lineno = getattr(exc, "lineno", None)
     name = getattr(exc, "filename", None) or getattr(exc, "name", None)
     if lineno:
         return lineno, _short(name)
     tb = exc.__traceback__ or sys.exc_info()[2]
-    found: tuple[int | None, str | None] = (None, None)
+    frames: list[tuple[int | None, str | None]] = []
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if filename.endswith(".j2"):
-            found = (tb.tb_lineno, _short(filename))
+            frames.append((tb.tb_lineno, filename))
         tb = tb.tb_next
-    return found
+    if not frames:
+        return None, None
+    if isinstance(exc, RecursionError):
+        from collections import Counter
+
+        counts = Counter(reversed(frames))  # ties: the innermost first
+        top = max(counts.values())
+        # Every line of the loop repeats about as often (one more for where it started).
+        tied = [f for f, n in counts.items() if n >= top - 1]
+        # A template that names itself on the line (an include or extends of itself) is the loop.
+        line, name = next((f for f in tied if _names_itself(f)), tied[0])
+        return line, _short(name)
+    return frames[-1][0], _short(frames[-1][1])
+
+
+def _names_itself(frame: tuple[int | None, str | None]) -> bool:
+    line, name = frame
+    if not line or not name:
+        return False
+    try:
+        text = Path(name).read_text(encoding="utf-8-sig").splitlines()[line - 1]
+    except (OSError, UnicodeError, IndexError):
+        return False
+    return Path(name).name in text
 
 
 def _short(path: str | None) -> str | None:

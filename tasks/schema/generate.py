@@ -82,8 +82,10 @@ def env_files_dir(env: str) -> str:
 
 # --------------------------------------------------------------------------------------------
 
-def compose_documents(stack: Stack, gpu_plan: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """File name -> compose document, for the base file and every environment."""
+def compose_documents(stack: Stack, gpu_plan: dict[str, Any] | None = None,
+                      environments: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """File name -> compose document, for the base file and every environment (or only the
+    overlays of ``environments``: a host gets one, and building the others is wasted work)."""
     base_specs = stack.resolved_services()
     profiles = service_profiles(stack)
     base_services = {
@@ -102,7 +104,7 @@ def compose_documents(stack: Stack, gpu_plan: dict[str, Any] | None = None) -> d
             "volumes": {v: _volume(stack, v) for v in stack.data.get("volumes") or {}},
         }
     }
-    for env_name in stack.environment_names:
+    for env_name in stack.environment_names if environments is None else environments:
         env = stack.environment(env_name)
         docs[env_file_name(env_name)] = overlay_document(stack, env, base_services, profiles, gpu_plan)
     return docs

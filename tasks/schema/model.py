@@ -59,6 +59,10 @@ class Stack:
     data: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
     settings_source: YamlSource | None = None  # mmstack.yaml, for errors at its lines
+    # Environments and resolved services, computed once each: a deploy asks for them hundreds
+    # of times, and a Stack is never changed after loading. Callers treat them as read-only.
+    _memo: dict[tuple[str, str | None], Any] = field(default_factory=dict, init=False, repr=False,
+                                                     compare=False)
 
     # -- plain accessors ----------------------------------------------------------------------
     @property
@@ -101,6 +105,12 @@ class Stack:
         return self.data.get("healthchecks") or {}
 
     def environment(self, name: str) -> Environment:
+        memo = self._memo.get(("environment", name))
+        if memo is None:
+            memo = self._memo[("environment", name)] = self._environment(name)
+        return memo
+
+    def _environment(self, name: str) -> Environment:
         envs = self.data["environments"]
         if name not in envs:
             raise SchemaError(
@@ -167,9 +177,13 @@ class Stack:
 
     def resolved_services(self, env: str | None = None) -> dict[str, dict[str, Any]]:
         """Every service with defaults merged in (and the environment's overrides, if given)."""
-        overrides: dict[str, Any] = self.environment(env).overrides if env else {}
-        prefix = ("environments", env, "overrides") if env else ("overrides",)
-        return _resolve_services(self.data, overrides, self.source, prefix)
+        memo = self._memo.get(("resolved", env))
+        if memo is None:
+            overrides: dict[str, Any] = self.environment(env).overrides if env else {}
+            prefix = ("environments", env, "overrides") if env else ("overrides",)
+            memo = self._memo[("resolved", env)] = _resolve_services(self.data, overrides,
+                                                                     self.source, prefix)
+        return memo
 
     def image_of(self, name: str, spec: dict[str, Any]) -> str:
         override = (self.settings.get("images") or {}).get(name)

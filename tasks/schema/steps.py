@@ -12,7 +12,7 @@ from typing import Any
 from ..engine.errors import SecretsError
 from ..engine.files import MASK, DesiredFile, converge_files, with_checksum_header
 from ..engine.run import Run
-from .generate import BASE_FILE, compose_documents, dump_yaml, env_file_name
+from .generate import BASE_FILE, compose_documents, dump_yaml
 from .model import Stack, load_stack
 from ..engine.layout import BACKUPS_DIR, CACHE_DIR
 
@@ -61,8 +61,10 @@ def load_gpu_plan(state_dir: Path) -> dict[str, Any] | None:
     return plan.to_dict() if plan is not None else None
 
 
-def compose_desired(stack: Stack, gpu_plan: dict[str, Any] | None) -> list[DesiredFile]:
-    docs = compose_documents(stack, gpu_plan)
+def compose_desired(stack: Stack, gpu_plan: dict[str, Any] | None,
+                    environments: list[str] | None = None) -> list[DesiredFile]:
+    """``compose.yml`` and the overlay of every environment (or only of ``environments``)."""
+    docs = compose_documents(stack, gpu_plan, environments)
     out = []
     for name, doc in docs.items():
         env = None if name == BASE_FILE else name.split(".")[1]
@@ -161,8 +163,7 @@ def render_env_step(run: Run, stack: Stack, env: str | None = None,
     run.reporter.task("render-env")
     if gpu_plan is None:
         gpu_plan = load_gpu_plan(run.state_dir)
-    # Check mode writes nothing, not even compiled templates.
-    renderer = EnvRenderer(stack, None if run.check else run.state_dir / CACHE_DIR / "jinja")
+    renderer = EnvRenderer(stack, template_cache_dir(run))
     changed = 0
     for name in environments_selected(stack, env):
         secrets = _secrets_for(run, stack, name)
@@ -172,6 +173,12 @@ def render_env_step(run: Run, stack: Stack, env: str | None = None,
                                   run.reporter, check=run.check,
                                   backup_dir=run.state_dir / BACKUPS)
     return changed
+
+
+def template_cache_dir(run: Run) -> Path | None:
+    """Where compiled templates are kept between runs; None in check mode, which writes
+    nothing, not even those."""
+    return None if run.check else run.state_dir / CACHE_DIR / "jinja"
 
 
 def _secrets_for(run: Run, stack: Stack, env: str) -> dict[str, str]:
@@ -194,15 +201,21 @@ def _ensure_private_dir(path: Path) -> None:
 
 
 def desired_stack_files(stack_dir: Path, environment: str, gpu_plan: dict[str, Any] | None,
-                        secrets: dict[str, str], stack: Stack | None = None) -> list[DesiredFile]:
+                        secrets: dict[str, str], stack: Stack | None = None,
+                        bytecode_dir: Path | None = None) -> list[DesiredFile]:
     """Everything one host needs to run ``environment``: compose files and its env files.
 
     Paths stay relative to ``stack_dir`` (remote deploys re-root them on the host).
+    ``bytecode_dir`` keeps compiled templates between processes (as `render_env_step` does).
     """
+    from .envfiles import EnvRenderer
+
     stack = stack or load_stack(stack_dir)
-    wanted = {BASE_FILE, env_file_name(environment)}
-    files = [f for f in compose_desired(stack, gpu_plan) if f.label in wanted]
-    return files + config_desired(stack, environment) + env_desired(stack, environment, secrets, gpu_plan)
+    stack.environment(environment)  # an unknown name is a clear error, not a KeyError
+    files = compose_desired(stack, gpu_plan, [environment])
+    renderer = EnvRenderer(stack, bytecode_dir)
+    return files + config_desired(stack, environment) + env_desired(stack, environment, secrets,
+                                                                    gpu_plan, renderer)
 
 
 def generate_after_gpu_plan(run: Run, gpu_plan: dict[str, Any] | None = None) -> None:

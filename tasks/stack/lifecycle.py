@@ -49,7 +49,7 @@ def load_stack_cached(run: Run) -> Any:
 
     cache = validation_cache(run.state_dir, writable=not run.check)
     stack = load_stack(run.stack, cache=cache)
-    cache.save()
+    run.keep(cache)
     return stack
 
 
