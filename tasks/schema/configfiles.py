@@ -83,7 +83,9 @@ def render_configs(stack: Stack, env: str) -> list[RenderedConfig]:
     if "minio-init.sh" in wanted:
         out.append(RenderedConfig(f"{config_dir(env)}/minio-init.sh",
                                   minio_init_script(object_store_users(stack, env)), 0o755))
-    return out
+    from .monitoring import render_monitoring_configs  # Prometheus and Grafana
+
+    return out + render_monitoring_configs(stack, env, wanted)
 
 
 def postgres_init_sql(superuser_db: str, dbs: dict[str, dict[str, str]]) -> str:

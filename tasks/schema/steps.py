@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import SecretsError
-from ..engine.files import MASK, DesiredFile, converge_files, with_checksum_header
+from ..engine.files import MASK, DesiredFile, converge_files, with_checksum_header, with_json_checksum
 from ..engine.run import Run
 from .generate import BASE_FILE, compose_documents, dump_yaml, env_file_name
 from .model import SCHEMA_PATH, Stack, load_stack
@@ -85,6 +85,8 @@ def _commented(path: str, header: str, body: str) -> bytes:
     # Each format's own comment syntax; the body is what the consumer reads.
     if path.endswith(".sql"):
         return with_checksum_header([header], body.encode(), comment="--")
+    if path.endswith(".json"):  # no comments in JSON: the checksum is a member (Grafana ignores it)
+        return with_json_checksum(body.encode())
     if path.endswith(".sh"):
         first, _, rest = body.partition("\n")
         return (first + "\n").encode() + with_checksum_header([header], rest.encode())
@@ -95,11 +97,15 @@ def left_out_notes(stack: Stack, environments: list[str]) -> list[str]:
     out = []
     for name in environments:
         env = stack.environment(name)
-        if env.left_out:
-            out.append(f"{name}: {', '.join(env.left_out)} left out: it needs a GPU and this environment "
+        servers = [s for s in env.left_out if stack.data["services"][s].get("model_server")]
+        others = [s for s in env.left_out if s not in servers]
+        if servers:
+            out.append(f"{name}: {', '.join(servers)} left out: it needs a GPU and this environment "
                        "reserves none, so LiteLLM reports the model unavailable here (serve it on a "
                        "GPU host with the gpu, staging or production environment, or set "
                        "settings.vllm_device: cpu with a CPU build of vLLM)")
+        if others:
+            out.append(f"{name}: {', '.join(others)} left out: this environment reserves no GPU")
     return out
 
 

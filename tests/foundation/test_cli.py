@@ -60,6 +60,11 @@ def test_json_output_is_one_parseable_document(stack: Path) -> None:
     # (elk runs none of LiteLLM, PostgreSQL or MinIO).
     configs = {f"config/{env}/{name}" for env in ("development", "staging", "production", "gpu")
                for name in ("litellm.yaml", "postgres-init.sql", "minio-init.sh")}
+    # Prometheus's and Grafana's, where they run (staging, production, elk).
+    configs |= {f"config/{env}/{name}" for env in ("staging", "production", "elk")
+                for name in ("prometheus.yml", "prometheus-rules.yml", "prometheus-start.sh",
+                             "grafana-datasource-prometheus.yml", "grafana-dashboards.yml",
+                             "grafana-dashboard-inference.json")}
     assert changed == {"compose.yml", *(f"compose.{e}.yml" for e in ("development", "staging", "production", "gpu", "elk"))} | configs
     assert doc["recap"]["changed"] == len(changed) and doc["recap"]["failed"] == 0
 
