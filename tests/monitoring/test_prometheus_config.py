@@ -117,8 +117,8 @@ def test_credentials_stay_out_of_world_readable_files(set_up_stack: Path) -> Non
     jobs = scrape_jobs(set_up_stack, env)
     creds = env_values(set_up_stack / "env" / env / "prometheus.env")
     values = {v for k, v in creds.items() if k.startswith("MMSTACK_SCRAPE_")}
-    assert len(values) == 2  # Qdrant's key and MinIO's token
-    for job in ("qdrant", "minio"):
+    assert len(values) == 3  # Qdrant's key, MinIO's token, LiteLLM's master key
+    for job in ("qdrant", "minio", "litellm"):
         auth = jobs[job]["authorization"]
         assert set(auth) == {"type", "credentials_file"} and auth["type"] == "Bearer"
     for path in (set_up_stack / "config" / env).iterdir():
