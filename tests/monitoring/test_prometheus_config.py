@@ -184,3 +184,18 @@ def test_second_run_changes_nothing_and_a_hand_edit_is_reported(set_up_stack: Pa
         assert fixed.returncode == 0
     assert rules.read_bytes() == original
     assert stat.S_IMODE((set_up_stack / "config" / "staging" / "prometheus-start.sh").stat().st_mode) == 0o755
+
+
+def test_a_diff_of_prometheus_env_file_masks_the_derived_minio_token(set_up_stack: Path) -> None:
+    path = set_up_stack / "env" / "production" / "prometheus.env"
+    original = path.read_bytes()
+    token = env_values(path)["MMSTACK_SCRAPE_MINIO_TOKEN"]
+    try:
+        path.write_bytes(original.replace(token.encode(), b"edited", 1))
+        proc = run_inv(set_up_stack, "render-env", "--env", "production", "--check", "--diff")
+        assert proc.returncode == 0, proc.stderr
+        out = proc.stdout + proc.stderr
+        assert "prometheus.env" in out and "MMSTACK_SCRAPE_MINIO_TOKEN=" in out
+        assert token not in out and token.split(".")[2] not in out
+    finally:
+        path.write_bytes(original)
