@@ -13,9 +13,9 @@ from tests.support.schemaedit import Case, line_of, write_mutated
 from tests.support.stackcopy import REPO, make_stack_copy, run_inv
 
 CASES = [
-    Case("metrics-secret-not-declared", "  qdrant:\n", "secret: qdrant_api_key}", "secret: qdrant_key}",
+    Case("metrics-secret-not-declared", "  qdrant:\n", "secret: qdrant_read_only_api_key}", "secret: qdrant_key}",
          "services.qdrant.metrics.auth.secret", "secret 'qdrant_key' is not declared"),
-    Case("metrics-auth-missing-secret", "  qdrant:\n", "auth: {type: bearer, secret: qdrant_api_key}",
+    Case("metrics-auth-missing-secret", "  qdrant:\n", "auth: {type: bearer, secret: qdrant_read_only_api_key}",
          "auth: {type: bearer}", "services.qdrant.metrics.auth", "auth type 'bearer' needs 'secret'"),
     Case("metrics-unknown-auth", "  qdrant:\n", "type: bearer,", "type: basic,",
          "services.qdrant.metrics.auth.type", "unallowed value basic"),

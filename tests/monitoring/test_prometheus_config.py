@@ -129,10 +129,11 @@ def test_credentials_stay_out_of_world_readable_files(set_up_stack: Path) -> Non
     assert secrets_dir.exists()
 
 
-def test_qdrant_is_scraped_with_its_own_api_key(set_up_stack: Path) -> None:
+def test_qdrant_is_scraped_with_its_read_only_key_not_the_admin_key(set_up_stack: Path) -> None:
     qdrant = env_values(set_up_stack / "env" / "production" / "qdrant.env")
     prom = env_values(set_up_stack / "env" / "production" / "prometheus.env")
-    assert prom["MMSTACK_SCRAPE_QDRANT_TOKEN"] == qdrant["QDRANT__SERVICE__API_KEY"]
+    assert prom["MMSTACK_SCRAPE_QDRANT_TOKEN"] == qdrant["QDRANT__SERVICE__READ_ONLY_API_KEY"]
+    assert prom["MMSTACK_SCRAPE_QDRANT_TOKEN"] != qdrant["QDRANT__SERVICE__API_KEY"]
 
 
 def test_minio_token_is_a_jwt_minio_accepts(set_up_stack: Path) -> None:
@@ -161,9 +162,10 @@ def test_rotating_qdrants_key_names_prometheus_among_those_to_restart(set_up_sta
     from tasks.secrets.consumers import secret_uses
 
     uses = secret_uses(load_stack(set_up_stack))
-    assert "prometheus" in uses["qdrant_api_key"].consumers
+    assert "prometheus" in uses["qdrant_read_only_api_key"].consumers
+    assert "prometheus" not in uses["qdrant_api_key"].consumers
     assert "prometheus" in uses["minio_root_password"].consumers
-    assert uses["qdrant_api_key"].owner == "qdrant"
+    assert uses["qdrant_read_only_api_key"].owner == "qdrant"
 
 
 def test_second_run_changes_nothing_and_a_hand_edit_is_reported(set_up_stack: Path) -> None:
