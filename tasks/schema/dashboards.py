@@ -25,7 +25,6 @@ import yaml
 
 from .configfiles import RenderedConfig
 from .generate import config_dir
-from .model import Stack
 
 if TYPE_CHECKING:
     from .monitoring import ScrapeTarget
@@ -182,8 +181,8 @@ def inference_dashboard(env: str, vllm_job: str | None, dcgm_job: str | None) ->
     }
 
 
-def render_grafana_configs(stack: Stack, env: str, wanted: set[str],
-                           targets: list["ScrapeTarget"]) -> list[RenderedConfig]:
+def render_grafana_configs(env: str, wanted: set[str], targets: list["ScrapeTarget"],
+                           specs: dict[str, dict[str, Any]]) -> list[RenderedConfig]:
     from .monitoring import SCRAPE_INTERVAL, config_target
 
     def dump(doc: dict[str, Any]) -> str:
@@ -193,7 +192,7 @@ def render_grafana_configs(stack: Stack, env: str, wanted: set[str],
     if "grafana-datasource-prometheus.yml" in wanted:
         out.append(RenderedConfig(f"{config_dir(env)}/grafana-datasource-prometheus.yml",
                                   dump(datasource_provisioning(SCRAPE_INTERVAL))))
-    dashboard = config_target(stack, env, GRAFANA, "grafana-dashboard-inference.json")
+    dashboard = config_target(specs, GRAFANA, "grafana-dashboard-inference.json")
     if "grafana-dashboards.yml" in wanted and dashboard:
         out.append(RenderedConfig(f"{config_dir(env)}/grafana-dashboards.yml",
                                   dump(dashboard_provisioning(posixpath.dirname(dashboard)))))

@@ -109,7 +109,7 @@ class EnvRenderer:
             "databases": dbs,
             "object_stores": stores,
             # Prometheus's scrape credentials (monitoring.py): env variable -> value.
-            "scrape_credentials": scrape_credentials(self.stack, env, secrets),
+            "scrape_credentials": scrape_credentials(self.stack, env, secrets, specs),
         }
         out = [RenderedEnv(f"{env_files_dir(env)}/core.env", CORE_TEMPLATE,
                            self._render(CORE_TEMPLATE, {**base_ctx, "service": None, "db": None, "s3": None}))]

@@ -48,6 +48,9 @@ MINIO_JWT_EXPIRY = 4102444800
 GPU_MEMORY_EXHAUSTED = 0.97   # vLLM preallocates --gpu-memory-utilization (0.90 by default)
 KV_CACHE_FULL = 0.95
 DISK_NEARLY_FULL = 0.10       # free fraction
+MONITORING_FILES = frozenset({"prometheus.yml", "prometheus-rules.yml", "prometheus-start.sh",
+                              "grafana-datasource-prometheus.yml", "grafana-dashboards.yml",
+                              "grafana-dashboard-inference.json"})
 
 
 @dataclass(frozen=True)
@@ -71,12 +74,15 @@ class ScrapeTarget:
         return f"{SCRAPE_SECRETS_DIR}/{self.job}"
 
 
-def scrape_targets(stack: Stack, env: str) -> list[ScrapeTarget]:
-    """The services Prometheus scrapes in ``env`` (none where Prometheus does not run)."""
+def scrape_targets(stack: Stack, env: str, specs: dict[str, dict[str, Any]] | None = None) -> list[ScrapeTarget]:
+    """The services Prometheus scrapes in ``env`` (none where Prometheus does not run).
+
+    ``specs``: the environment's resolved services, when the caller has them already.
+    """
     environment = stack.environment(env)
     if PROMETHEUS not in environment.services:
         return []
-    specs = stack.resolved_services(env)
+    specs = specs if specs is not None else stack.resolved_services(env)
     out = []
     for svc in environment.services:
         metrics = specs[svc].get("metrics")
@@ -89,9 +95,9 @@ def scrape_targets(stack: Stack, env: str) -> list[ScrapeTarget]:
     return out
 
 
-def config_target(stack: Stack, env: str, service: str, file: str) -> str | None:
+def config_target(specs: dict[str, dict[str, Any]], service: str, file: str) -> str | None:
     """Where ``service`` mounts the generated ``file`` (its ``config_files:`` entry), if it does."""
-    spec = stack.resolved_services(env).get(service) or {}
+    spec = specs.get(service) or {}
     for cf in spec.get("config_files") or []:
         if cf["file"] == file:
             return str(cf["target"])
@@ -100,8 +106,9 @@ def config_target(stack: Stack, env: str, service: str, file: str) -> str | None
 
 # -- prometheus.yml ----------------------------------------------------------------------------
 
-def prometheus_config(stack: Stack, env: str, targets: list[ScrapeTarget]) -> dict[str, Any]:
-    rules = config_target(stack, env, PROMETHEUS, "prometheus-rules.yml")
+def prometheus_config(stack: Stack, env: str, targets: list[ScrapeTarget],
+                      specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    rules = config_target(specs, PROMETHEUS, "prometheus-rules.yml")
     doc: dict[str, Any] = {
         "global": {
             "scrape_interval": SCRAPE_INTERVAL,
@@ -136,10 +143,11 @@ def auth_secrets(auth: dict[str, Any] | None) -> list[str]:
     return [auth[k] for k in ("access_key", "secret_key") if auth.get(k)]
 
 
-def scrape_credentials(stack: Stack, env: str, secrets: dict[str, str]) -> dict[str, str]:
+def scrape_credentials(stack: Stack, env: str, secrets: dict[str, str],
+                       specs: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
     """Env variable -> credential value, for the start script (``env/<env>/prometheus.env``)."""
     out = {}
-    for t in scrape_targets(stack, env):
+    for t in scrape_targets(stack, env, specs):
         if not t.auth:
             continue
         if t.auth["type"] == "bearer":
@@ -278,7 +286,10 @@ def alert_rules(targets: list[ScrapeTarget]) -> dict[str, Any]:
 # -- the files ---------------------------------------------------------------------------------
 
 def render_monitoring_configs(stack: Stack, env: str, wanted: set[str]) -> list[RenderedConfig]:
-    targets = scrape_targets(stack, env)
+    if not wanted & MONITORING_FILES:
+        return []
+    specs = stack.resolved_services(env)
+    targets = scrape_targets(stack, env, specs)
     out: list[RenderedConfig] = []
 
     def dump(doc: dict[str, Any]) -> str:
@@ -286,11 +297,11 @@ def render_monitoring_configs(stack: Stack, env: str, wanted: set[str]) -> list[
 
     if "prometheus.yml" in wanted:
         out.append(RenderedConfig(f"{config_dir(env)}/prometheus.yml",
-                                  dump(prometheus_config(stack, env, targets))))
+                                  dump(prometheus_config(stack, env, targets, specs))))
     if "prometheus-rules.yml" in wanted:
         out.append(RenderedConfig(f"{config_dir(env)}/prometheus-rules.yml", dump(alert_rules(targets))))
     if "prometheus-start.sh" in wanted:
         out.append(RenderedConfig(f"{config_dir(env)}/prometheus-start.sh", start_script(targets), 0o755))
     from .dashboards import render_grafana_configs
 
-    return out + render_grafana_configs(stack, env, wanted, targets)
+    return out + render_grafana_configs(env, wanted, targets, specs)
