@@ -118,6 +118,14 @@ def test_prometheus_scrapes_the_vllm_standin_with_the_generated_config(
         assert {"vllm", "qdrant", "minio", "litellm", "dcgm-exporter", "node-exporter", "prometheus"} <= jobs
         series = api(port, "/api/v1/query", query='vllm:num_requests_running{job="vllm"}')["result"]
         assert [s["metric"]["model_name"] for s in series] == [served]
+        # Every dashboard query is PromQL this Prometheus evaluates; the vLLM gauges have data.
+        dash = json.loads((stack / "config" / ENV / "grafana-dashboard-inference.json").read_text())
+        for panel in dash["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$model_name", ".*").replace("$__rate_interval", "1m")
+                result = api(port, "/api/v1/query", query=expr)["result"]
+                if "rate(" not in expr and "vllm:" in expr:
+                    assert result, f"{panel['title']}: {expr} returned nothing"
         groups = {g["name"] for g in api(port, "/api/v1/rules")["groups"]}
         assert {"mmstack-targets", "mmstack-vllm", "mmstack-gpu", "mmstack-disk"} <= groups
 
