@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 from tests.support.stackcopy import make_stack_copy  # noqa: E402
 
 BARE = r'''
+import base64, hashlib, hmac, json
 import sys
 from pathlib import Path
 import jinja2
@@ -70,11 +71,26 @@ for env_name, env in schema["environments"].items():
             stores[n] = {"access_key": secrets[keys["access_key"]], "secret_key": secrets[keys["secret_key"]],
                          "buckets": svcs[n]["buckets"], "endpoint": "http://minio:9000",
                          "access_var": var + "_ACCESS_KEY", "secret_var": var + "_SECRET_KEY"}
+    scrape = {}  # Prometheus's scrape credentials (tasks/schema/monitoring.py)
+    for n in (names if "prometheus" in names else []):
+        auth = (svcs[n].get("metrics") or {}).get("auth")
+        if not auth:
+            continue
+        var = "MMSTACK_SCRAPE_" + n.upper().replace("-", "_") + "_TOKEN"
+        if auth["type"] == "bearer":
+            scrape[var] = secrets[auth["secret"]]
+        else:
+            b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+            head = b64(b'{"alg":"HS512","typ":"JWT"}')
+            body = b64(json.dumps({"exp": 4102444800, "sub": secrets[auth["access_key"]], "iss": "prometheus"},
+                                  separators=(",", ":")).encode())
+            sig = hmac.new(secrets[auth["secret_key"]].encode(), f"{head}.{body}".encode(), hashlib.sha512)
+            scrape[var] = f"{head}.{body}.{b64(sig.digest())}"
     model_key = env.get("model") or schema.get("default_model")
     ctx = {"project": schema["project"], "env": env_name, "settings": env.get("settings") or {},
            "secrets": secrets, "gpu": {"env": {}, "args": [], "worker_devices": []},
            "model": {"key": model_key, **schema["models"][model_key]} if model_key else None,
-           "databases": dbs, "object_stores": stores,
+           "databases": dbs, "object_stores": stores, "scrape_credentials": scrape,
            "services": {n: {"port": (s.get("ports") or [{}])[0].get("container")}
                         for n, s in svcs.items()}}
     jobs = [("core", "core.env", None)]

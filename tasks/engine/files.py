@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from .report import Reporter
 
 CHECKSUM_RE = re.compile(rb"^(?:#|--) checksum: sha256:([0-9a-f]{64})$", re.MULTILINE)
+# JSON has no comments: a generated JSON object carries its checksum as its first member, on a
+# line of its own (see with_json_checksum).
+JSON_CHECKSUM_RE = re.compile(rb'\A\{"mmstack_checksum": "sha256:([0-9a-f]{64})",$', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,20 @@ def with_checksum_header(header_lines: Iterable[str], body: bytes, comment: str 
     return head.encode() + f"{comment} checksum: sha256:{body_checksum(body)}\n".encode() + body
 
 
+def with_json_checksum(body: bytes) -> bytes:
+    """A JSON object (``body`` as ``json.dumps(obj, indent=2)`` writes it) with its checksum.
+
+    The checksum becomes the object's first member, on the first line, and covers the rest.
+    """
+    if not body.startswith(b"{\n") or body.strip() == b"{}":
+        raise ValueError("with_json_checksum needs a non-empty JSON object written with indent")
+    rest = body[2:]
+    return b'{"mmstack_checksum": "sha256:' + body_checksum(rest).encode() + b'",\n' + rest
+
+
 def is_hand_edited(content: bytes) -> bool:
     """True when a generated file's body no longer matches the checksum in its own header."""
-    match = CHECKSUM_RE.search(content)
+    match = JSON_CHECKSUM_RE.search(content) or CHECKSUM_RE.search(content)
     if not match:
         return False
     return body_checksum(content[match.end() + 1 :]) != match.group(1).decode()

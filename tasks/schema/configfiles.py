@@ -11,6 +11,9 @@ name the variables (LiteLLM's ``os.environ/NAME``, psql's ``\\getenv``, the shel
   (and the superuser) can connect to it.
 * ``minio-init.sh``: the buckets (``buckets:``) and one access key per application, limited to
   its own buckets, run by the minio-init one-shot with MinIO's client ``mc``.
+* Prometheus's and Grafana's files (``prometheus.yml``, its rules and start script, Grafana's
+  provisioning and dashboard): monitoring.py and dashboards.py. Prometheus's scrape credentials
+  reach it through its 0600 env file, never through these.
 
 Pure: nothing is read or written here.
 """
@@ -83,7 +86,9 @@ def render_configs(stack: Stack, env: str) -> list[RenderedConfig]:
     if "minio-init.sh" in wanted:
         out.append(RenderedConfig(f"{config_dir(env)}/minio-init.sh",
                                   minio_init_script(object_store_users(stack, env)), 0o755))
-    return out
+    from .monitoring import render_monitoring_configs  # Prometheus and Grafana
+
+    return out + render_monitoring_configs(stack, env, wanted)
 
 
 def postgres_init_sql(superuser_db: str, dbs: dict[str, dict[str, str]]) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 from ..engine.errors import TemplateError
 from .configfiles import databases, db_password_var, object_store_users, s3_var
 from .generate import env_files_dir
+from .monitoring import scrape_credentials
 from .model import TEMPLATES_DIR, Stack
 
 CORE_TEMPLATE = "core"
@@ -138,6 +139,8 @@ class EnvRenderer:
             "model": self.stack.served_model(env),
             "databases": dbs,
             "object_stores": stores,
+            # Prometheus's scrape credentials (monitoring.py): env variable -> value.
+            "scrape_credentials": scrape_credentials(self.stack, env, secrets, specs),
         }
         out = [RenderedEnv(f"{env_files_dir(env)}/core.env", CORE_TEMPLATE,
                            self._render(CORE_TEMPLATE, {**base_ctx, "service": None, "db": None, "s3": None}))]

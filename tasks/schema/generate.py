@@ -226,7 +226,11 @@ def gpu_device(env: Environment, name: str, spec: dict[str, Any],
     if gpu_plan is None:
         device["count"] = "all"
         return device
-    ids = gpu_plan.get("vllm_device_ids" if name == "vllm" else "worker_device_ids") or []
+    if spec.get("gpu_monitor"):  # an exporter watches every card the plan gives the stack
+        ids = list(dict.fromkeys([*(gpu_plan.get("vllm_device_ids") or []),
+                                  *(gpu_plan.get("worker_device_ids") or [])]))
+    else:
+        ids = gpu_plan.get("vllm_device_ids" if name == "vllm" else "worker_device_ids") or []
     if not ids:
         return None
     device["device_ids"] = list(ids)

@@ -89,7 +89,9 @@ def litellm_config(models: list[dict[str, Any]], *, vllm_url: str) -> dict[str, 
     } for m in models]
     return {
         "model_list": model_list,
-        "litellm_settings": {"drop_params": True, "request_timeout": 600},
+        # "prometheus" makes the proxy serve /metrics on its own port (LiteLLM's
+        # PrometheusLogger._mount_metrics_endpoint); Prometheus scrapes it.
+        "litellm_settings": {"drop_params": True, "request_timeout": 600, "callbacks": ["prometheus"]},
         "general_settings": {
             "master_key": "os.environ/LITELLM_MASTER_KEY",
             "database_url": "os.environ/DATABASE_URL",

@@ -529,6 +529,16 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
             if keys.get(which) and keys[which] not in secrets_declared:
                 err(("services", svc, "object_store_key", which), f"secret {keys[which]!r} is not declared",
                     fix="declare it under secrets:")
+        metrics_auth = (raw.get("metrics") or {}).get("auth") or {}
+        needs = {"bearer": ("secret",), "minio-jwt": ("access_key", "secret_key")}.get(metrics_auth.get("type"), ())
+        for which in needs:
+            ref = metrics_auth.get(which)
+            if not ref:
+                err(("services", svc, "metrics", "auth"), f"auth type {metrics_auth['type']!r} needs {which!r}",
+                    fix=f"add {which}: SECRET (a name under secrets:)")
+            elif ref not in secrets_declared:
+                err(("services", svc, "metrics", "auth", which), f"secret {ref!r} is not declared",
+                    fix="declare it under secrets:, or name the secret the endpoint checks")
         if raw.get("buckets") and not keys:
             err(("services", svc, "buckets"), "a service with buckets needs an object_store_key of its own",
                 fix="add object_store_key: {access_key: SECRET, secret_key: SECRET}")

@@ -64,6 +64,30 @@ LOGGING = {
     },
 }
 
+# Where a service serves Prometheus metrics (monitoring.py scrapes it wherever it runs with
+# Prometheus). auth: what the endpoint needs, named by secrets: "bearer" sends one secret as
+# `Authorization: Bearer`; "minio-jwt" sends the JWT MinIO checks (HS512 over the access key,
+# signed with its secret key, as `mc admin prometheus generate` makes it).
+METRICS = {
+    "type": "dict",
+    "schema": {
+        "port": {"type": "integer", "min": 1, "max": 65535, "required": True},
+        "path": {"type": "string", "regex": r"^/\S*$"},
+        "interval": DURATION,
+        # What the endpoint exports, for the alert rules and dashboard panels made for it.
+        "exporter": {"type": "string", "allowed": ["vllm", "dcgm", "node"]},
+        "auth": {
+            "type": "dict",
+            "schema": {
+                "type": {"type": "string", "required": True, "allowed": ["bearer", "minio-jwt"]},
+                "secret": {"type": "string", "regex": r"^[a-z][a-z0-9_]*$"},
+                "access_key": {"type": "string", "regex": r"^[a-z][a-z0-9_]*$"},
+                "secret_key": {"type": "string", "regex": r"^[a-z][a-z0-9_]*$"},
+            },
+        },
+    },
+}
+
 RESTART = {"type": "string", "allowed": ["no", "always", "unless-stopped", "on-failure"]}
 ENV_VALUE = {"type": ["string", "integer", "float", "boolean"]}
 
@@ -86,6 +110,9 @@ SERVICE_FIELDS: dict[str, Any] = {
     "gpu_only": {"type": "boolean"},
     # vLLM: its command is generated from the environment's model and the GPU plan.
     "model_server": {"type": "boolean"},
+    # A GPU exporter: reserves every GPU the plan gives the stack (vLLM's and the worker's).
+    "gpu_monitor": {"type": "boolean"},
+    "metrics": METRICS,
     # A PostgreSQL database and role of its own, created by the postgres-init one-shot.
     "database": {
         "type": "dict",
@@ -108,7 +135,11 @@ SERVICE_FIELDS: dict[str, Any] = {
         "type": "dict",
         "schema": {
             "file": {"type": "string", "required": True,
-                     "allowed": ["litellm.yaml", "postgres-init.sql", "minio-init.sh"]},
+                     "allowed": ["litellm.yaml", "postgres-init.sql", "minio-init.sh",
+                                 # monitoring.py and dashboards.py
+                                 "prometheus.yml", "prometheus-rules.yml", "prometheus-start.sh",
+                                 "grafana-datasource-prometheus.yml", "grafana-dashboards.yml",
+                                 "grafana-dashboard-inference.json"]},
             "target": {"type": "string", "required": True, "regex": r"^/\S*$"},
         },
     }},

@@ -30,6 +30,8 @@ _SECRET_REF = re.compile(r"""\bsecrets(?:\.([a-z][a-z0-9_]*)|\[\s*['"]([a-z][a-z
 # Templates that receive every consumer's database or object-store credentials (the init jobs).
 _ALL_DATABASES = re.compile(r"\bdatabases\b")
 _ALL_OBJECT_STORES = re.compile(r"\bobject_stores\b")
+# Prometheus's template: every secret a metrics endpoint needs (services.*.metrics.auth).
+_ALL_SCRAPE_CREDENTIALS = re.compile(r"\bscrape_credentials\b")
 _TEMPLATE_REF = re.compile(r"""\{%-?\s*(?:extends|include|import|from)\s+['"]([^'"]+)['"]""")
 
 # What it takes, beyond a restart of every consumer, for a new value to work. Services read these
@@ -100,8 +102,11 @@ def service_secrets(stack: Stack, *, own_only: bool = False) -> dict[str, set[st
     """
     by_template = template_secrets(stack.root / TEMPLATES_DIR)
     core = set() if own_only else by_template.get(CORE_TEMPLATE, set())
-    db_secrets, store_secrets = set(), set()
+    from ..schema.monitoring import auth_secrets
+
+    db_secrets, store_secrets, scrape_secrets = set(), set(), set()
     for spec in stack.data["services"].values():
+        scrape_secrets.update(auth_secrets(((spec or {}).get("metrics") or {}).get("auth")))
         if (spec or {}).get("database"):
             db_secrets.add(spec["database"]["password"])
         store_secrets.update(((spec or {}).get("object_store_key") or {}).values())
@@ -119,6 +124,8 @@ def service_secrets(stack: Stack, *, own_only: bool = False) -> dict[str, set[st
                 found |= db_secrets
             if _ALL_OBJECT_STORES.search(text):
                 found |= store_secrets
+            if _ALL_SCRAPE_CREDENTIALS.search(text):
+                found |= scrape_secrets
         out[name] = found
     return out
 

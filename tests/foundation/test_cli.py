@@ -60,6 +60,11 @@ def test_json_output_is_one_parseable_document(stack: Path) -> None:
     # (elk runs none of LiteLLM, PostgreSQL or MinIO).
     configs = {f"config/{env}/{name}" for env in ("development", "staging", "production", "gpu")
                for name in ("litellm.yaml", "postgres-init.sql", "minio-init.sh")}
+    # Prometheus's and Grafana's, where they run (staging, production, elk).
+    configs |= {f"config/{env}/{name}" for env in ("staging", "production", "elk")
+                for name in ("prometheus.yml", "prometheus-rules.yml", "prometheus-start.sh",
+                             "grafana-datasource-prometheus.yml", "grafana-dashboards.yml",
+                             "grafana-dashboard-inference.json")}
     assert changed == {"compose.yml", *(f"compose.{e}.yml" for e in ("development", "staging", "production", "gpu", "elk"))} | configs
     assert doc["recap"]["changed"] == len(changed) and doc["recap"]["failed"] == 0
 
@@ -71,8 +76,9 @@ def test_check_mode_writes_nothing_and_says_what_would_change(stack: Path) -> No
     assert "changed (check): [compose.yml] absent" in proc.stdout
     assert "+++ compose.yml (desired)" in proc.stdout
     assert "changed (check): [config/production/postgres-init.sql] absent" in proc.stdout
-    # Six compose files and three config files for each of the four environments that mount them.
-    assert "RECAP (check mode, nothing changed) ok=1 changed=18 " in proc.stdout
+    # Six compose files, three config files for each of the four environments that mount them,
+    # and six of Prometheus and Grafana for each of the three that run them.
+    assert "RECAP (check mode, nothing changed) ok=1 changed=36 " in proc.stdout
     assert snapshot(stack) == before
     assert not (stack / ".mmstack").exists()
 

@@ -250,7 +250,11 @@ def test_generated_config_files_hold_no_secret_value(stack, tmp_path: Path) -> N
         files = desired_stack_files(REPO, env, plan, values, stack=stack)
         configs = {f.label: f for f in files if f.label.startswith("config/")}
         expected = {f"config/{env}/{n}" for n in ("litellm.yaml", "postgres-init.sql", "minio-init.sh")}
-        assert set(configs) == (set() if env == "elk" else expected), env
+        monitoring = {f"config/{env}/{n}" for n in (
+            "prometheus.yml", "prometheus-rules.yml", "prometheus-start.sh",
+            "grafana-datasource-prometheus.yml", "grafana-dashboards.yml", "grafana-dashboard-inference.json")}
+        want = (set() if env == "elk" else expected) | (monitoring if env in ("staging", "production", "elk") else set())
+        assert set(configs) == want, env
         for label, f in configs.items():
             text = f.content.decode()
             for name, value in values.items():

@@ -3,7 +3,7 @@
 #
 #   tests/images/build.sh [--force]      (root: debootstrap, chroot and docker)
 #
-# Prints one `name=ref` line per image on stdout (postgres, redis, standin); progress goes to
+# Prints one `name=ref` line per image on stdout (postgres, redis, standin, prometheus); progress goes to
 # stderr. Every image carries the label org.mmstack.test-image.hash, the sha256 of its build
 # inputs; an image whose label matches is not rebuilt. No registry is used: the Debian rootfs
 # comes from debootstrap (the mirror of this machine's apt sources), the stand-in from the host's
@@ -13,6 +13,8 @@
 #   mmstack-test/postgres:17      base + postgres/entrypoint.sh (PostgreSQL 17.x, as postgres:17.12-trixie)
 #   mmstack-test/redis:8          base + redis/entrypoint.sh (redis-server 8.0.x, as redis:8.0.2)
 #   mmstack-test/standin:1        /bin/busybox + applet links + standin/entrypoint.sh
+#   mmstack-test/prometheus:1     base + Debian trixie's prometheus (2.53.x) and python3 (for the
+#                                 OpenAI stand-in), installed with apt in a container
 #
 # Environment: MMSTACK_DEBIAN_MIRROR overrides the mirror; DOCKER (default: docker) the CLI.
 set -euo pipefail
@@ -29,6 +31,7 @@ BASE_REF=mmstack-test/trixie-base:1
 POSTGRES_REF=mmstack-test/postgres:17
 REDIS_REF=mmstack-test/redis:8
 STANDIN_REF=mmstack-test/standin:1
+PROMETHEUS_REF=mmstack-test/prometheus:1
 
 FORCE=0
 [ "${1:-}" = --force ] && FORCE=1
@@ -147,6 +150,40 @@ build_standin() {  # HASH
     "$DOCKER" import "${CHANGES[@]}" --change "LABEL $LABEL=$hash" - "$STANDIN_REF" >/dev/null
 }
 
+# Debian's prometheus and python3 on top of the base, installed by apt in a container on the host's
+# network (the same mirror the base came from); no service starts (the base's policy-rc.d).
+# The image then looks like prom/prometheus: user nobody, /prometheus, /bin/prometheus.
+PROMETHEUS_INSTALL='set -e
+apt-get -q -o Acquire::Retries=3 update
+apt-get -q -y -o Acquire::Retries=3 install --no-install-recommends prometheus python3
+apt-get clean
+rm -rf /var/lib/apt/lists/* /var/log/apt/* /usr/share/doc/* /usr/share/man/*
+mkdir -p /prometheus
+chown nobody:nogroup /prometheus
+: > /etc/resolv.conf'
+
+build_prometheus() {  # HASH
+  local hash=$1 name
+  name=mmstack-test-build-$$-$RANDOM
+  changes_args "$PROMETHEUS_CHANGES"
+  if ! { "$DOCKER" run --name "$name" --network host --user root -e DEBIAN_FRONTEND=noninteractive \
+           --entrypoint /bin/sh "$BASE_REF" -c "$PROMETHEUS_INSTALL" >&2 &&
+         "$DOCKER" commit "${CHANGES[@]}" --change "LABEL $LABEL=$hash" "$name" "$PROMETHEUS_REF" >/dev/null; }; then
+    "$DOCKER" rm -f "$name" >/dev/null 2>&1 || true
+    die "could not build $PROMETHEUS_REF"
+  fi
+  "$DOCKER" rm -f "$name" >/dev/null
+}
+
+PROMETHEUS_CHANGES='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+ENV LANG=C.UTF-8
+USER nobody
+WORKDIR /prometheus
+VOLUME /prometheus
+EXPOSE 9090
+ENTRYPOINT ["/bin/prometheus"]
+CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]'
+
 POSTGRES_CHANGES='ENV PATH=/usr/lib/postgresql/17/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 ENV LANG=C.UTF-8
 ENV PGDATA=/var/lib/postgresql/data
@@ -175,16 +212,19 @@ main() {
   exec 9>"${TMPDIR:-/tmp}/mmstack-test-images.lock"
   flock 9
 
-  local base_hash pg_hash redis_hash standin_hash busybox_version
+  local base_hash pg_hash redis_hash standin_hash prometheus_hash busybox_version
   base_hash=$(cat "$HERE/debian-rootfs.sh" | sha)
   pg_hash=$( { echo "$base_hash"; cat "$HERE/postgres/entrypoint.sh"; echo "$POSTGRES_CHANGES"; } | sha)
   redis_hash=$( { echo "$base_hash"; cat "$HERE/redis/entrypoint.sh"; echo "$REDIS_CHANGES"; } | sha)
+  prometheus_hash=$( { echo "$base_hash"; echo "$PROMETHEUS_INSTALL"; declare -f build_prometheus;
+                      echo "$PROMETHEUS_CHANGES"; } | sha)
   busybox_version=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || true)
   standin_hash=$( { echo "busybox-static $busybox_version"; declare -f build_standin;
                     cat "$HERE/standin/entrypoint.sh"; echo "$STANDIN_CHANGES"; } | sha)
 
   local t0=$SECONDS
-  if ! up_to_date "$POSTGRES_REF" "$pg_hash" || ! up_to_date "$REDIS_REF" "$redis_hash"; then
+  if ! up_to_date "$POSTGRES_REF" "$pg_hash" || ! up_to_date "$REDIS_REF" "$redis_hash" ||
+     ! up_to_date "$PROMETHEUS_REF" "$prometheus_hash"; then
     if up_to_date "$BASE_REF" "$base_hash"; then
       log "$BASE_REF is up to date"
     else
@@ -210,6 +250,12 @@ main() {
     build_standin "$standin_hash"
     log "$STANDIN_REF built"
   fi
+  if up_to_date "$PROMETHEUS_REF" "$prometheus_hash"; then
+    log "$PROMETHEUS_REF is up to date"
+  else
+    build_prometheus "$prometheus_hash"
+    log "$PROMETHEUS_REF built"
+  fi
   # Images replaced by a rebuild are left dangling: remove ours.
   "$DOCKER" image prune -f --filter "label=$LABEL" >/dev/null 2>&1 || true
   log "done in $((SECONDS - t0))s"
@@ -217,6 +263,7 @@ main() {
   echo "postgres=$POSTGRES_REF"
   echo "redis=$REDIS_REF"
   echo "standin=$STANDIN_REF"
+  echo "prometheus=$PROMETHEUS_REF"
 }
 
 main "$@"

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tasks.schema.model import load_stack
 from tests.support.litellm_proxy import require_litellm, run_litellm
 from tests.support.openai_standin import OpenAIStandin
 from tests.support.stackcopy import make_stack_copy, run_inv
@@ -139,3 +140,24 @@ def test_a_wrong_key_is_refused_and_vllm_is_not_asked(proxy: Any) -> None:
     status, _ = call(url, "/v1/chat/completions", key="sk-not-the-master-key", body=body)
     assert status in (400, 401)
     assert vllm.completions_for("qwen2.5-7b-instruct") == []
+
+
+def test_litellm_serves_the_metrics_prometheus_scrapes(proxy: Any, generated: dict[str, Any]) -> None:
+    """The schema declares LiteLLM's metrics at :4000/metrics behind its master key; the real proxy
+    serves them there because the generated config turns on its prometheus callback, and refuses
+    a scrape without the key."""
+    url, _ = proxy
+    key = generated["litellm_env"]["LITELLM_MASTER_KEY"]
+    status, _ = call(url, "/v1/chat/completions", key=key,
+                     body={"model": "qwen2.5-7b-instruct", "max_tokens": 4,
+                           "messages": [{"role": "user", "content": "count me"}]})
+    assert status == 200
+    status, _ = call(url, "/metrics")
+    assert status == 401
+    stack = load_stack(generated["stack"])
+    auth = stack.resolved_services("production")["litellm"]["metrics"]["auth"]
+    scrape_key = env_file(generated["stack"] / "env" / "production" / "prometheus.env")["MMSTACK_SCRAPE_LITELLM_TOKEN"]
+    assert auth == {"type": "bearer", "secret": "litellm_master_key"} and scrape_key == key
+    status, text = call(url, "/metrics", key=scrape_key)
+    assert status == 200, text
+    assert "litellm_proxy_total_requests_metric" in text or "litellm_requests_metric" in text, text[:2000]

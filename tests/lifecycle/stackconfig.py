@@ -47,10 +47,17 @@ def test_settings(schema: dict[str, Any], project: str, offset: int, images: dic
             over["command"] = {"$delete": True}
         else:
             mapping[name] = images["standin"]
-            ports = " ".join(str(p["container"]) for p in spec.get("ports") or [])
+            # What it publishes, and the port its healthcheck asks (an exporter publishes none).
+            served = [p["container"] for p in spec.get("ports") or []]
+            health_port = (spec.get("healthcheck") or {}).get("port")
+            if health_port and health_port not in served:
+                served.append(health_port)
+            ports = " ".join(str(p) for p in served)
             over["environment"] = {"STANDIN_PORTS": ports}
             if spec.get("command"):
                 over["command"] = {"$delete": True}
+            if spec.get("entrypoint"):  # Prometheus's start script: the stand-in runs its own
+                over["entrypoint"] = {"$delete": True}
             if spec.get("shm_size"):
                 over["shm_size"] = "64m"
         services[name] = over

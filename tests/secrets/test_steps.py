@@ -324,7 +324,8 @@ def test_consumers_and_owners_follow_the_templates(stack_dir: Path) -> None:
     # The superuser's password reaches PostgreSQL and the job that creates the roles, nothing else.
     assert uses["postgres_password"].consumers == ("postgres", "postgres-init")
     # Each role's password reaches its service and postgres-init; each MinIO key, its service
-    # and minio-init; the MinIO root credentials, MinIO and minio-init only.
+    # and minio-init; the MinIO root credentials, MinIO, minio-init and Prometheus (which signs
+    # its metrics token with them) only.
     for svc in ("litellm", "n8n", "multimodal-worker", "ai-agents", "memory-system", "user-management"):
         use = uses[f"{svc.replace('-', '_')}_db_password"]
         assert (use.owner, set(use.consumers)) == (svc, {svc, "postgres-init"}), use.name
@@ -333,7 +334,7 @@ def test_consumers_and_owners_follow_the_templates(stack_dir: Path) -> None:
             use = uses[f"{svc.replace('-', '_')}_s3_{which}"]
             assert (use.owner, set(use.consumers)) == (svc, {svc, "minio-init"}), use.name
     for name in ("minio_root_user", "minio_root_password"):
-        assert uses[name].consumers == ("minio", "minio-init")
+        assert uses[name].consumers == ("minio", "minio-init", "prometheus")
     assert owned_secrets(stack_of(stack_dir), "postgres-init") == []
     assert owned_secrets(stack_of(stack_dir), "minio-init") == []
     assert uses["jwt_secret"].owner == "user-management" and uses["jwt_secret"].consumers == ("user-management",)
