@@ -81,6 +81,9 @@ class EnvRenderer:
             autoescape=False,
             trim_blocks=False,
         )
+        from .logging import TEMPLATE_FILTERS
+
+        self._jinja.filters.update(TEMPLATE_FILTERS)
         self._errors = (jinja2.TemplateError,)
 
     def render_environment(self, env: str, secrets: dict[str, str],
@@ -102,6 +105,7 @@ class EnvRenderer:
             "env": env,
             "settings": _Settings(environment.settings),
             "services": services_ctx,
+            "running": list(environment.services),
             "secrets": secrets,
             "gpu": gpu_context(gpu_plan),
             "model": self.stack.served_model(env),

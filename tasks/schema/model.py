@@ -127,8 +127,9 @@ class Stack:
     @cached_property
     def one_shot_services(self) -> frozenset[str]:
         """Services another waits for with ``completed``: they run at every start and exit."""
-        return frozenset(dep for spec in self.data["services"].values()
-                         for dep, cond in (spec.get("depends_on") or {}).items() if cond == "completed")
+        waited = {dep for spec in self.data["services"].values()
+                  for dep, cond in (spec.get("depends_on") or {}).items() if cond == "completed"}
+        return frozenset(waited | {name for name, spec in self.data["services"].items() if spec.get("one_shot")})
 
     @property
     def models(self) -> dict[str, dict[str, Any]]:

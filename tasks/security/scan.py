@@ -561,9 +561,11 @@ def _schema_production(out: _Out, doc: YMap) -> None:
                 out.add("MMS304", at, f"environments.{env_name}: {store[1]} ({store[0]}) of "
                                       f"{name} published on {ip or 'all interfaces'} in production")
         hc = over.get("healthcheck", spec.get("healthcheck"))
-        # A one-shot (another service waits for it to complete) has no running state to check.
-        one_shot = any(isinstance(other, YMap) and isinstance(other.get("depends_on"), YMap)
-                       and other["depends_on"].get(name) == "completed" for other in services.values())
+        # A one-shot (another service waits for it to complete, or it says one_shot: true) has
+        # no running state to check.
+        one_shot = (isinstance(spec, YMap) and spec.get("one_shot") is True) or any(
+            isinstance(other, YMap) and isinstance(other.get("depends_on"), YMap)
+            and other["depends_on"].get(name) == "completed" for other in services.values())
         if (hc is None or (isinstance(hc, YMap) and hc.get("disable") is True)) and not one_shot:
             out.add("MMS305", services.loc(name)[1], f"services.{name}: no healthcheck, and it "
                                                      f"runs in {env_name}")
