@@ -393,7 +393,7 @@ def _ruby_regexp(rx: re.Pattern[str]) -> str:
 def ruby_filter() -> str:
     from ..security.patterns import LOG_MASKING_PATTERNS
 
-    patterns = ",\n  ".join(f"{_ruby_regexp(rx)}  # {name}" for name, rx in LOG_MASKING_PATTERNS)
+    patterns = "\n  ".join(f"{_ruby_regexp(rx)},  # {name}" for name, rx in LOG_MASKING_PATTERNS)
     return RUBY_FILTER_BODY.replace("@PATTERNS@", patterns).replace("@MASK@", MASK) \
         .replace("@DIGESTS_VAR@", SECRET_DIGESTS_VAR)
 
