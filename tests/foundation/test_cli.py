@@ -56,10 +56,13 @@ def test_json_output_is_one_parseable_document(stack: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     changed = {r["item"] for r in doc["results"] if r["status"] == "changed"}
-    # Six compose files, and the config files of the four environments whose services mount them
-    # (elk runs none of LiteLLM, PostgreSQL or MinIO).
+    # Six compose files, and the config files of the environments whose services mount them
+    # (elk runs none of LiteLLM, PostgreSQL or MinIO; development and gpu no ELK stack).
     configs = {f"config/{env}/{name}" for env in ("development", "staging", "production", "gpu")
                for name in ("litellm.yaml", "postgres-init.sql", "minio-init.sh")}
+    configs |= {f"config/{env}/{name}" for env in ("staging", "production", "elk")
+                for name in ("elasticsearch-setup.sh", "kibana-setup.sh", "kibana.yml", "logstash-pipeline.conf",
+                             "logstash-filter.rb", "grafana-datasource-elasticsearch.yaml")}
     assert changed == {"compose.yml", *(f"compose.{e}.yml" for e in ("development", "staging", "production", "gpu", "elk"))} | configs
     assert doc["recap"]["changed"] == len(changed) and doc["recap"]["failed"] == 0
 
