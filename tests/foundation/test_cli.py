@@ -74,8 +74,9 @@ def test_check_mode_writes_nothing_and_says_what_would_change(stack: Path) -> No
     assert "changed (check): [compose.yml] absent" in proc.stdout
     assert "+++ compose.yml (desired)" in proc.stdout
     assert "changed (check): [config/production/postgres-init.sql] absent" in proc.stdout
-    # Six compose files and three config files for each of the four environments that mount them.
-    assert "RECAP (check mode, nothing changed) ok=1 changed=18 " in proc.stdout
+    # Six compose files, three config files for each of the four environments that mount them
+    # and six ELK files for each of the three that run it.
+    assert "RECAP (check mode, nothing changed) ok=1 changed=36 " in proc.stdout
     assert snapshot(stack) == before
     assert not (stack / ".mmstack").exists()
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from tasks.gpu.facts import GpuFacts
 from tasks.gpu.plan import PlanOverrides, plan_gpus
+from tasks.schema.logging import CONFIG_FILES
 from tasks.schema.configfiles import (
     databases,
     db_password_var,
@@ -249,8 +250,11 @@ def test_generated_config_files_hold_no_secret_value(stack, tmp_path: Path) -> N
     for env in stack.environment_names:
         files = desired_stack_files(REPO, env, plan, values, stack=stack)
         configs = {f.label: f for f in files if f.label.startswith("config/")}
-        expected = {f"config/{env}/{n}" for n in ("litellm.yaml", "postgres-init.sql", "minio-init.sh")}
-        assert set(configs) == (set() if env == "elk" else expected), env
+        expected = set() if env == "elk" else \
+            {f"config/{env}/{n}" for n in ("litellm.yaml", "postgres-init.sql", "minio-init.sh")}
+        if env in ("staging", "production", "elk"):
+            expected |= {f"config/{env}/{n}" for n in CONFIG_FILES}
+        assert set(configs) == expected, env
         for label, f in configs.items():
             text = f.content.decode()
             for name, value in values.items():
