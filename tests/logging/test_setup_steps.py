@@ -131,3 +131,12 @@ def test_kibana_rejects_a_request_without_kbn_xsrf(tmp_path, es_secrets, curl_bi
                                '{"data_view":{"title":"x"}}', kb.url + "/api/data_views/data_view"],
                               capture_output=True, text=True)
     assert proc.stdout == "400"
+
+
+def test_the_argv_watch_sees_a_password_on_a_command_line(es_secrets, curl_bin):
+    """The /proc check the tests above rely on does catch `curl -u elastic:PASSWORD`."""
+    password = es_secrets["ELASTIC_PASSWORD"]
+    with StandIn("elasticsearch", password, watch=(password,)) as es:
+        subprocess.run([curl_bin, "-s", "-o", "/dev/null", "-u", f"elastic:{password}",
+                        es.url + "/_security/_authenticate"], check=True)
+        assert es.state.argv_leaks, "a password in argv went unseen"

@@ -24,6 +24,7 @@ IMAGE_REFS: dict[str, str] = {
     "postgres": "mmstack-test/postgres:17",
     "redis": "mmstack-test/redis:8",
     "standin": "mmstack-test/standin:1",
+    "curl": "mmstack-test/curl:1",
 }
 
 
