@@ -95,3 +95,15 @@ def test_env_files_use_each_consumers_level_names_and_reference_no_unread_variab
     yml = yaml.safe_load(elk.kibana_yml("warning"))
     assert yml["logging.root.level"] == "warn"
     assert yml["elasticsearch.password"] == "${KIBANA_SYSTEM_PASSWORD}"
+
+
+def test_no_script_or_healthcheck_hands_curl_a_password_argument(compose_docs):
+    """curl blanks a -u password in its argv once parsed, which would hide it from the /proc
+    checks of the run tests: so no generated command may pass -u/--user at all."""
+    import re
+
+    texts = [elk.elasticsearch_setup_script("elk", "14d"), elk.kibana_setup_script("elk"),
+             compose_docs["compose.yml"]["services"]["elasticsearch"]["healthcheck"]["test"][1]]
+    for text in texts:
+        assert not re.search(r"curl\b[^\n]*\s(-u|--user)\b", text)
+        assert "curl" in text and "-K" in text
