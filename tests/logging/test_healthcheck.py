@@ -45,3 +45,14 @@ def test_the_old_healthcheck_without_credentials_is_refused(compose_docs, es_sec
     with StandIn("elasticsearch", es_secrets["ELASTIC_PASSWORD"]) as es:
         proc = run(f"curl -fsS {es.url}/_cluster/health >/dev/null", {})
     assert proc.returncode != 0
+
+
+def test_kibana_healthcheck_waits_until_kibana_serves(compose_docs, curl_bin):
+    with StandIn("kibana", "unused") as kb:
+        test = compose_docs["compose.yml"]["services"]["kibana"]["healthcheck"]["test"][1]
+        cmd = test.replace("$$", "$").replace("http://127.0.0.1:5601", kb.url)
+        kb.state.ready = False
+        assert run(cmd, {}).returncode != 0  # 503: not ready yet
+        kb.state.ready = True
+        assert run(cmd, {}).returncode == 0  # 401 to an anonymous request: it serves
+        assert [s for _, _, s in kb.state.requests] == [503, 401]

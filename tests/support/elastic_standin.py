@@ -87,6 +87,8 @@ class State:
     requests: list[tuple[str, str, int]] = field(default_factory=list)  # method, path, status
     watch: tuple[str, ...] = ()
     argv_leaks: list[str] = field(default_factory=list)
+    # Kibana before it is ready answers every request 503 "Kibana server is not ready yet".
+    ready: bool = True
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -102,6 +104,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         url = urlsplit(self.path)
         try:
+            if not state.ready:
+                raise Refused(503, {"statusCode": 503, "error": "Service Unavailable",
+                                    "message": "Kibana server is not ready yet"})
             user = self._authenticate(state)
             status, body = self.server.app(self, state, user, self.command, url.path, url.query, raw)
             headers: dict[str, str] = {}
