@@ -86,9 +86,12 @@ class FakeEvent
   def remove(ref); keys = path(ref); last = keys.pop; t = keys.empty? ? @h : get('[' + keys.join('][') + ']'); t.delete(last) if t.is_a?(Hash); end
   def to_h; @h; end
 end
-load ARGV[0]
-register({ 'environment' => 'staging' })
-out = JSON.parse(STDIN.read).map { |e| filter(FakeEvent.new(e)).first.to_h }
+# As the ruby filter loads a `path` script: instance_eval of the file in a context object, then
+# register(script_params) once and filter(event) per event.
+context = Object.new
+context.instance_eval(File.read(ARGV[0]), ARGV[0], 1)
+context.register({ 'environment' => 'staging' })
+out = JSON.parse(STDIN.read).map { |e| context.filter(FakeEvent.new(e)).first.to_h }
 puts JSON.generate(out)
 '''
 
