@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tasks.schema import logging as elk
+from tasks.schema.logfilter import ruby_filter
 from tasks.security.patterns import mask_log_line
 from tests.conftest import unavailable
 from tests.logging.lscl import LsclError, parse
@@ -98,7 +99,7 @@ puts JSON.generate(out)
 
 def run_filter(ruby: str, tmp_path: Path, events: list[dict], digests: str) -> list[dict]:
     script = tmp_path / "filter.rb"
-    script.write_text(elk.ruby_filter())
+    script.write_text(ruby_filter(elk.MASK, elk.SECRET_DIGESTS_VAR))
     harness = tmp_path / "harness.rb"
     harness.write_text(HARNESS)
     proc = subprocess.run([ruby, str(harness), str(script)], input=json.dumps(events), text=True,
