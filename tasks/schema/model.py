@@ -408,6 +408,10 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
             if not tpl.exists():
                 err(("services", svc, "env_template"), f"template {tpl.name} does not exist",
                     fix=f"create {TEMPLATES_DIR}/{tpl.name} or correct the name")
+        for i, cf in enumerate(raw.get("config_files") or []):
+            if isinstance(cf, dict) and cf.get("requires") and cf["requires"] not in services:
+                err(("services", svc, "config_files", i, "requires"), f"requires unknown service {cf['requires']!r}",
+                    fix="name a service declared under services (the file is mounted only where it runs)")
         errs.extend(_resolved_shape_errors(src, svc, spec))
         for i, net in enumerate(spec.get("networks") or []):
             if isinstance(net, str) and net not in networks:

@@ -107,3 +107,20 @@ def test_no_script_or_healthcheck_hands_curl_a_password_argument(compose_docs):
     for text in texts:
         assert not re.search(r"curl\b[^\n]*\s(-u|--user)\b", text)
         assert "curl" in text and "-K" in text
+
+
+def test_a_config_file_requiring_an_unknown_service_is_a_schema_error(tmp_path):
+    import pytest
+
+    from tasks.engine.errors import MultiError
+    from tasks.schema.model import load_stack
+    from tests.support.stackcopy import make_stack_copy
+
+    root = make_stack_copy(tmp_path / "stack")
+    schema = root / "schemas" / "compose-schema.yaml"
+    schema.write_text(schema.read_text().replace("requires: elasticsearch}", "requires: elasticsearc}"))
+    with pytest.raises(MultiError) as info:
+        load_stack(root)
+    text = str(info.value) + " ".join(str(e.key_path) for e in info.value.errors)
+    assert "requires unknown service 'elasticsearc'" in text
+    assert "services.grafana.config_files[0].requires" in text
