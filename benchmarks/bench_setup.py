@@ -45,6 +45,11 @@ loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 schema = yaml.load((root / "schemas/compose-schema.yaml").read_text(), Loader=loader)
 jenv = jinja2.Environment(loader=jinja2.FileSystemLoader(str(root / "env-templates")),
                           undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+# The two filters the templates use (Logstash/Kibana level names, the masking digests).
+import hashlib
+jenv.filters["log_level_for"] = lambda level, consumer: {"warning": "warn"}.get(level, level)
+jenv.filters["secret_digests"] = lambda s: ",".join(sorted({hashlib.sha256(v.encode()).hexdigest()
+                                                            for v in s.values() if v}))
 differs = 0
 for env_name, env in schema["environments"].items():
     secrets = yaml.load((root / f".mmstack/secrets/{env_name}.yaml").read_text(), Loader=loader)["secrets"]
@@ -90,7 +95,7 @@ for env_name, env in schema["environments"].items():
     ctx = {"project": schema["project"], "env": env_name, "settings": env.get("settings") or {},
            "secrets": secrets, "gpu": {"env": {}, "args": [], "worker_devices": []},
            "model": {"key": model_key, **schema["models"][model_key]} if model_key else None,
-           "databases": dbs, "object_stores": stores, "scrape_credentials": scrape,
+           "databases": dbs, "object_stores": stores, "scrape_credentials": scrape, "running": names,
            "services": {n: {"port": (s.get("ports") or [{}])[0].get("container")}
                         for n, s in svcs.items()}}
     jobs = [("core", "core.env", None)]

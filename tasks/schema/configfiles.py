@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from .generate import config_dir
+from .generate import config_dir, mounted_config_files
 from .inference import VLLM_URL, litellm_config
 from .model import Stack
 
@@ -68,8 +68,8 @@ def object_store_users(stack: Stack, env: str) -> dict[str, dict[str, Any]]:
 
 def wanted_files(stack: Stack, env: str) -> set[str]:
     specs = stack.resolved_services(env)
-    return {cf["file"] for svc in stack.environment(env).services
-            for cf in specs[svc].get("config_files") or []}
+    running = stack.environment(env).services
+    return {cf["file"] for svc in running for cf in mounted_config_files(specs[svc], running)}
 
 
 def render_configs(stack: Stack, env: str) -> list[RenderedConfig]:
@@ -86,9 +86,10 @@ def render_configs(stack: Stack, env: str) -> list[RenderedConfig]:
     if "minio-init.sh" in wanted:
         out.append(RenderedConfig(f"{config_dir(env)}/minio-init.sh",
                                   minio_init_script(object_store_users(stack, env)), 0o755))
+    from .logging import render_logging_configs  # the ELK stack's files live there
     from .monitoring import render_monitoring_configs  # Prometheus and Grafana
 
-    return out + render_monitoring_configs(stack, env, wanted)
+    return out + render_monitoring_configs(stack, env, wanted) + render_logging_configs(stack, env, wanted)
 
 
 def postgres_init_sql(superuser_db: str, dbs: dict[str, dict[str, str]]) -> str:

@@ -101,6 +101,9 @@ def jinja_environment(templates_dir: Path, bytecode_dir: Path | None = None) -> 
             # Only the documented context: range, dict, lipsum, cycler, joiner and namespace are
             # Jinja's defaults, and none is part of what templates are promised.
             env.globals.clear()
+            from .logging import TEMPLATE_FILTERS
+
+            env.filters.update(TEMPLATE_FILTERS)
         return env
 
 
@@ -134,6 +137,7 @@ class EnvRenderer:
             "env": env,
             "settings": _Settings(environment.settings),
             "services": services_ctx,
+            "running": list(environment.services),
             "secrets": secrets,
             "gpu": gpu_context(gpu_plan),
             "model": self.stack.served_model(env),

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .inference import vllm_command
+from .logging import log_shipping
 from .model import DEFAULT_BIND_ADDRESS, Environment, Stack
 
 BASE_FILE = "compose.yml"
@@ -70,6 +71,11 @@ def dump_yaml(doc: dict[str, Any]) -> str:
 def config_dir(env: str) -> str:
     """Where the config files of ``env`` are generated (configfiles.py), relative to the stack."""
     return f"config/{env}"
+
+
+def mounted_config_files(spec: dict[str, Any], running: list[str]) -> list[dict[str, Any]]:
+    """The config files a service gets where ``running`` run: those whose ``requires:`` runs too."""
+    return [cf for cf in spec.get("config_files") or [] if cf.get("requires") in (None, *running)]
 
 
 def env_file_name(env: str) -> str:
@@ -133,7 +139,7 @@ def overlay_document(stack: Stack, env: Environment, base_services: dict[str, di
         if specs[name].get("model_server") and model:
             full["command"] = vllm_command(model, gpu_plan if env.gpu else None,
                                            device="cpu" if env.vllm_device == "cpu" else "gpu")
-        for cf in specs[name].get("config_files") or []:
+        for cf in mounted_config_files(specs[name], env.services):
             full.setdefault("volumes", []).append({
                 "type": "bind", "source": f"./{config_dir(env.name)}/{cf['file']}",
                 "target": cf["target"], "read_only": True})
@@ -141,6 +147,9 @@ def overlay_document(stack: Stack, env: Environment, base_services: dict[str, di
         if device is not None:
             _add_gpu_reservation(full, device)
         full["env_file"] = env_file_refs(stack, env.name, name, specs[name])
+        shipping = log_shipping(env, specs, name, stack.host_port_offset)
+        if shipping is not None:
+            full["logging"] = shipping
         delta: dict[str, Any] = {}
         base = base_services[name]
         for key in SERVICE_KEY_ORDER:

@@ -145,8 +145,9 @@ class Stack:
     @cached_property
     def one_shot_services(self) -> frozenset[str]:
         """Services another waits for with ``completed``: they run at every start and exit."""
-        return frozenset(dep for spec in self.data["services"].values()
-                         for dep, cond in (spec.get("depends_on") or {}).items() if cond == "completed")
+        waited = {dep for spec in self.data["services"].values()
+                  for dep, cond in (spec.get("depends_on") or {}).items() if cond == "completed"}
+        return frozenset(waited | {name for name, spec in self.data["services"].items() if spec.get("one_shot")})
 
     @property
     def models(self) -> dict[str, dict[str, Any]]:
@@ -464,6 +465,10 @@ def semantic_errors(stack: Stack, settings_source: YamlSource | None) -> list[Mm
                 err(("services", svc, "env_template"), f"template {tpl.name} does not exist",
                     fix=f"create {TEMPLATES_DIR}/{tpl.name} or correct the name")
         # Networks and volumes: composerules checks each resolved service, where it was written.
+        for i, cf in enumerate(raw.get("config_files") or []):
+            if isinstance(cf, dict) and cf.get("requires") and cf["requires"] not in services:
+                err(("services", svc, "config_files", i, "requires"), f"requires unknown service {cf['requires']!r}",
+                    fix="name a service declared under services (the file is mounted only where it runs)")
         container_ports: set[tuple[int, str]] = set()
         for i, port in enumerate(spec.get("ports") or []):
             if isinstance(port, dict):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .logging import CONFIG_FILES as LOGGING_CONFIG_FILES
+
 # Operators (see merge.py) may stand where a list or mapping is expected.
 LIST_OR_OP: dict[str, Any] = {"type": ["list", "dict"]}
 DURATION = {"type": "string", "regex": r"^\d+(\.\d+)?(ms|s|m|h)$"}
@@ -139,10 +141,16 @@ SERVICE_FIELDS: dict[str, Any] = {
                                  # monitoring.py and dashboards.py
                                  "prometheus.yml", "prometheus-rules.yml", "prometheus-start.sh",
                                  "grafana-datasource-prometheus.yml", "grafana-dashboards.yml",
-                                 "grafana-dashboard-inference.json"]},
+                                 "grafana-dashboard-inference.json", *LOGGING_CONFIG_FILES]},
             "target": {"type": "string", "required": True, "regex": r"^/\S*$"},
+            # Generated and mounted only where this service runs too (Grafana's Elasticsearch
+            # datasource where Elasticsearch runs).
+            "requires": {"type": "string", "regex": r"^[a-z][a-z0-9-]*$"},
         },
     }},
+    # Runs to completion at every start although nothing waits for it (kibana-setup); services
+    # another waits for with `completed` are one-shots without saying so.
+    "one_shot": {"type": "boolean"},
     "shm_size": SIZE,
     "logging": LOGGING,
     "user": {"type": "string"},

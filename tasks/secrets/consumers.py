@@ -14,6 +14,9 @@ The schema has no owner field, so ownership is derived, in this order:
 2. exactly one service consumes it (``jwt_secret`` -> user-management);
 3. one consumer's name starts with the secret's first word (``elastic_password`` -> elasticsearch).
 
+One-shots that only set a secret up (postgres-init, elasticsearch-setup) never own it by rules 2
+and 3: they present it once, the service they configure checks it.
+
 A secret matching none of these has no owner and is rotated by name only (``--name``).
 """
 
@@ -46,6 +49,10 @@ REKEY_NOTES: dict[str, str] = {
                               "with `grafana-cli admin reset-admin-password` in the running container",
     "elastic_password": "Elasticsearch sets the elastic password only on first start: change it "
                         "with the security API (POST /_security/user/elastic/_password) first",
+    **{name: "elasticsearch-setup sets the new password at the next start: run `inv start-<env>` "
+               "(a restart of the client alone does not re-run elasticsearch-setup)"
+       for name in ("elasticsearch_kibana_password", "elasticsearch_logstash_password",
+                    "elasticsearch_grafana_password")},
     "n8n_encryption_key": "n8n encrypts stored credentials with this key: they cannot be decrypted "
                           "after a rotation unless they are exported and re-imported",
     "litellm_salt_key": "LiteLLM encrypts stored model credentials with this key: re-add them after a rotation",
@@ -144,7 +151,8 @@ def secret_uses(stack: Stack) -> dict[str, SecretUse]:
     out: dict[str, SecretUse] = {}
     for secret in stack.secret_declarations:
         consumers = tuple(s for s in services if secret in per_service.get(s, set()))
-        out[secret] = SecretUse(secret, consumers, _owner(secret, services, consumers))
+        checking = tuple(c for c in consumers if c not in stack.one_shot_services) or consumers
+        out[secret] = SecretUse(secret, consumers, _owner(secret, services, checking))
     return out
 
 

@@ -274,3 +274,30 @@ DATASTORE_PORTS: dict[int, str] = {
     7687: "Neo4j", 9042: "Cassandra", 8086: "InfluxDB", 19530: "Milvus", 8123: "ClickHouse",
 }
 PUBLIC_ADDRESSES = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
+
+
+# -- masking what the stack logs ----------------------------------------------------------------
+# Shapes of a secret inside a log line, each with the group ``secret`` that is replaced by the
+# mask (the rest of the match stays readable). Logstash's ruby filter is generated from these
+# (schema/logging.py), so Python and Ruby mask alike; the regexes use only syntax both share.
+_LOG_SECRET_KEY = (r"[A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret|api[_-]?key|access[_-]?key|"
+                   r"private[_-]?key|token|credentials?)")
+LOG_MASKING_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    *((f"{name} token", re.compile(f"(?P<secret>{rx.pattern})")) for name, rx in _PROVIDER_TOKENS),
+    ("URL password", re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@]*:(?P<secret>[^\s@/]+)@", re.I)),
+    ("authorization header", re.compile(
+        r"\b(?:proxy-)?authorization\s*[=:]\s*(?:(?:bearer|basic|token|apikey)\s+)?"
+        r"(?P<secret>[A-Za-z0-9+/=._~-]{6,})", re.I)),
+    ("bearer token", re.compile(r"\bbearer\s+(?P<secret>[A-Za-z0-9+/=._~-]{8,})", re.I)),
+    ("secret-like key", re.compile(
+        r"\b" + _LOG_SECRET_KEY + r"[\"']?\s*[=:]\s*[\"']?(?P<secret>[^\s\"',;&*][^\s\"',;&]*)", re.I)),
+    ("private key", re.compile(r"(?P<secret>-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*)")),
+)
+
+
+def mask_log_line(text: str, mask: str = "********") -> str:
+    """``text`` with every `LOG_MASKING_PATTERNS` secret replaced by ``mask``."""
+    for _name, rx in LOG_MASKING_PATTERNS:
+        text = rx.sub(lambda m: m.group(0)[:m.start("secret") - m.start()] + mask
+                      + m.group(0)[m.end("secret") - m.start():], text)
+    return text

@@ -56,8 +56,8 @@ def test_json_output_is_one_parseable_document(stack: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     changed = {r["item"] for r in doc["results"] if r["status"] == "changed"}
-    # Six compose files, and the config files of the four environments whose services mount them
-    # (elk runs none of LiteLLM, PostgreSQL or MinIO).
+    # Six compose files, and the config files of the environments whose services mount them
+    # (elk runs none of LiteLLM, PostgreSQL or MinIO; development and gpu no ELK stack).
     configs = {f"config/{env}/{name}" for env in ("development", "staging", "production", "gpu")
                for name in ("litellm.yaml", "postgres-init.sql", "minio-init.sh")}
     # Prometheus's and Grafana's, where they run (staging, production, elk).
@@ -65,6 +65,9 @@ def test_json_output_is_one_parseable_document(stack: Path) -> None:
                 for name in ("prometheus.yml", "prometheus-rules.yml", "prometheus-start.sh",
                              "grafana-datasource-prometheus.yml", "grafana-dashboards.yml",
                              "grafana-dashboard-inference.json")}
+    configs |= {f"config/{env}/{name}" for env in ("staging", "production", "elk")
+                for name in ("elasticsearch-setup.sh", "kibana-setup.sh", "kibana.yml", "logstash-pipeline.conf",
+                             "logstash-filter.rb", "grafana-datasource-elasticsearch.yaml")}
     assert changed == {"compose.yml", *(f"compose.{e}.yml" for e in ("development", "staging", "production", "gpu", "elk"))} | configs
     assert doc["recap"]["changed"] == len(changed) and doc["recap"]["failed"] == 0
 
@@ -77,8 +80,8 @@ def test_check_mode_writes_nothing_and_says_what_would_change(stack: Path) -> No
     assert "+++ compose.yml (desired)" in proc.stdout
     assert "changed (check): [config/production/postgres-init.sql] absent" in proc.stdout
     # Six compose files, three config files for each of the four environments that mount them,
-    # and six of Prometheus and Grafana for each of the three that run them.
-    assert "RECAP (check mode, nothing changed) ok=1 changed=36 " in proc.stdout
+    # and six of Prometheus and Grafana and six ELK files for each of the three that run them.
+    assert "RECAP (check mode, nothing changed) ok=1 changed=54 " in proc.stdout
     assert snapshot(stack) == before
     assert not (stack / ".mmstack").exists()
 

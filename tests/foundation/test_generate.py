@@ -32,7 +32,7 @@ PORTS = {"vllm": 8000, "litellm": 4000, "multimodal-worker": 8001, "retrieval-pr
          "openwebui": 3030, "n8n": 5678, "n8n-monitoring": 5679, "prometheus": 9090,
          "grafana": 3000, "elasticsearch": 9200, "kibana": 5601, "logstash": 9600}
 # Jobs that run at every start and exit; others wait for them with `completed`.
-ONE_SHOTS = {"postgres-init", "minio-init"}
+ONE_SHOTS = {"postgres-init", "minio-init", "elasticsearch-setup", "kibana-setup"}
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from tasks.gpu.facts import GpuFacts
 from tasks.gpu.plan import PlanOverrides, plan_gpus
+from tasks.schema.logging import CONFIG_FILES
 from tasks.schema.configfiles import (
     databases,
     db_password_var,
@@ -253,7 +254,9 @@ def test_generated_config_files_hold_no_secret_value(stack, tmp_path: Path) -> N
         monitoring = {f"config/{env}/{n}" for n in (
             "prometheus.yml", "prometheus-rules.yml", "prometheus-start.sh",
             "grafana-datasource-prometheus.yml", "grafana-dashboards.yml", "grafana-dashboard-inference.json")}
-        want = (set() if env == "elk" else expected) | (monitoring if env in ("staging", "production", "elk") else set())
+        logging = {f"config/{env}/{n}" for n in CONFIG_FILES}
+        want = (set() if env == "elk" else expected) | \
+            (monitoring | logging if env in ("staging", "production", "elk") else set())
         assert set(configs) == want, env
         for label, f in configs.items():
             text = f.content.decode()

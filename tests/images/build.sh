@@ -15,6 +15,8 @@
 #   mmstack-test/standin:1        /bin/busybox + applet links + standin/entrypoint.sh
 #   mmstack-test/prometheus:1     base + Debian trixie's prometheus (2.53.x) and python3 (for the
 #                                 OpenAI stand-in), installed with apt in a container
+#   mmstack-test/curl:1           base + Debian's curl (bash and curl, as the Elasticsearch image
+#                                 has them: the ELK healthcheck and one-shots run in it)
 #
 # Environment: MMSTACK_DEBIAN_MIRROR overrides the mirror; DOCKER (default: docker) the CLI.
 set -euo pipefail
@@ -32,6 +34,7 @@ POSTGRES_REF=mmstack-test/postgres:17
 REDIS_REF=mmstack-test/redis:8
 STANDIN_REF=mmstack-test/standin:1
 PROMETHEUS_REF=mmstack-test/prometheus:1
+CURL_REF=mmstack-test/curl:1
 
 FORCE=0
 [ "${1:-}" = --force ] && FORCE=1
@@ -175,6 +178,22 @@ build_prometheus() {  # HASH
   "$DOCKER" rm -f "$name" >/dev/null
 }
 
+# Debian's curl installed with apt inside a container of the base image (the mirror is reached
+# from the container, as debootstrap reached it from the host).
+CURL_INSTALL='apt-get -q -o Acquire::Retries=3 update && DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Acquire::Retries=3 install --no-install-recommends curl ca-certificates && apt-get clean && rm -rf /var/lib/apt/lists/*'
+
+build_curl() {  # HASH
+  local hash=$1 name
+  name=mmstack-test-build-$$-$RANDOM
+  if ! "$DOCKER" run --name "$name" "$BASE_REF" bash -c "$CURL_INSTALL" >&2 ||
+     ! "$DOCKER" commit --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+         --change 'CMD ["bash"]' --change "LABEL $LABEL=$hash" "$name" "$CURL_REF" >/dev/null; then
+    "$DOCKER" rm -f "$name" >/dev/null 2>&1 || true
+    die "could not build $CURL_REF"
+  fi
+  "$DOCKER" rm -f "$name" >/dev/null
+}
+
 PROMETHEUS_CHANGES='ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 ENV LANG=C.UTF-8
 USER nobody
@@ -212,19 +231,20 @@ main() {
   exec 9>"${TMPDIR:-/tmp}/mmstack-test-images.lock"
   flock 9
 
-  local base_hash pg_hash redis_hash standin_hash prometheus_hash busybox_version
+  local base_hash pg_hash redis_hash standin_hash prometheus_hash busybox_version curl_hash
   base_hash=$(cat "$HERE/debian-rootfs.sh" | sha)
   pg_hash=$( { echo "$base_hash"; cat "$HERE/postgres/entrypoint.sh"; echo "$POSTGRES_CHANGES"; } | sha)
   redis_hash=$( { echo "$base_hash"; cat "$HERE/redis/entrypoint.sh"; echo "$REDIS_CHANGES"; } | sha)
   prometheus_hash=$( { echo "$base_hash"; echo "$PROMETHEUS_INSTALL"; declare -f build_prometheus;
                       echo "$PROMETHEUS_CHANGES"; } | sha)
+  curl_hash=$( { echo "$base_hash"; echo "$CURL_INSTALL"; declare -f build_curl; } | sha)
   busybox_version=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || true)
   standin_hash=$( { echo "busybox-static $busybox_version"; declare -f build_standin;
                     cat "$HERE/standin/entrypoint.sh"; echo "$STANDIN_CHANGES"; } | sha)
 
   local t0=$SECONDS
   if ! up_to_date "$POSTGRES_REF" "$pg_hash" || ! up_to_date "$REDIS_REF" "$redis_hash" ||
-     ! up_to_date "$PROMETHEUS_REF" "$prometheus_hash"; then
+     ! up_to_date "$PROMETHEUS_REF" "$prometheus_hash" || ! up_to_date "$CURL_REF" "$curl_hash"; then
     if up_to_date "$BASE_REF" "$base_hash"; then
       log "$BASE_REF is up to date"
     else
@@ -243,6 +263,12 @@ main() {
   else
     derive "$REDIS_REF" "$redis_hash" "$BASE_REF" "$HERE/redis/entrypoint.sh" "$REDIS_CHANGES"
     log "$REDIS_REF built"
+  fi
+  if up_to_date "$CURL_REF" "$curl_hash"; then
+    log "$CURL_REF is up to date"
+  else
+    build_curl "$curl_hash"
+    log "$CURL_REF built"
   fi
   if up_to_date "$STANDIN_REF" "$standin_hash"; then
     log "$STANDIN_REF is up to date"
@@ -264,6 +290,7 @@ main() {
   echo "redis=$REDIS_REF"
   echo "standin=$STANDIN_REF"
   echo "prometheus=$PROMETHEUS_REF"
+  echo "curl=$CURL_REF"
 }
 
 main "$@"

@@ -16,7 +16,11 @@ REAL = {"postgres", "redis"}
 # build any registry here serves) is replaced by a parse check of the generated script, which
 # exits 0 as the real job does when it succeeds.
 REAL_IMAGE_OF = {"postgres-init": "postgres"}
-ONE_SHOT_STANDIN = {"minio-init": ["/bin/sh", "-n", "/mmstack/minio-init.sh"]}
+# The ELK one-shots (curl against Elasticsearch and Kibana, which no registry here serves) get
+# the same parse check; tests/logging runs them for real against stand-ins.
+ELK_ONE_SHOTS = {"elasticsearch-setup": ["/bin/sh", "-n", "/mmstack/elasticsearch-setup.sh"],
+                 "kibana-setup": ["/bin/sh", "-n", "/mmstack/kibana-setup.sh"]}
+ONE_SHOT_STANDIN = {"minio-init": ["/bin/sh", "-n", "/mmstack/minio-init.sh"], **ELK_ONE_SHOTS}
 STANDIN_HEALTH = ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:{port}/health || exit 1"]
 FAST = {"interval": "1s", "timeout": "3s", "retries": 60, "start_period": "0s"}
 
@@ -28,7 +32,8 @@ def development_services() -> list[str]:
     return load_stack(Path(__file__).resolve().parents[2]).environment("development").services
 
 
-ONE_SHOTS = frozenset(REAL_IMAGE_OF) | frozenset(ONE_SHOT_STANDIN)
+# The one-shots of the development environment (the ELK ones run only where the ELK stack does).
+ONE_SHOTS = (frozenset(REAL_IMAGE_OF) | frozenset(ONE_SHOT_STANDIN)) - frozenset(ELK_ONE_SHOTS)
 
 
 def test_settings(schema: dict[str, Any], project: str, offset: int, images: dict[str, str]) -> dict[str, Any]:
@@ -62,7 +67,7 @@ def test_settings(schema: dict[str, Any], project: str, offset: int, images: dic
                 over["shm_size"] = "64m"
         services[name] = over
     healthchecks: dict[str, Any] = {t: {"test": {"$replace": STANDIN_HEALTH}, **FAST}
-                                    for t in ("http", "http-wget", "http-python", "tcp")}
+                                    for t in ("http", "http-wget", "http-python", "tcp", "elasticsearch", "kibana")}
     healthchecks["postgres"] = dict(FAST)
     healthchecks["redis"] = dict(FAST)
     return {

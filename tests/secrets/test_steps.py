@@ -339,7 +339,11 @@ def test_consumers_and_owners_follow_the_templates(stack_dir: Path) -> None:
     assert owned_secrets(stack_of(stack_dir), "minio-init") == []
     assert uses["jwt_secret"].owner == "user-management" and uses["jwt_secret"].consumers == ("user-management",)
     assert uses["elastic_password"].owner == "elasticsearch"
-    assert set(uses["elastic_password"].consumers) == {"elasticsearch", "kibana", "logstash"}
+    # The superuser's password: Elasticsearch and the setup one-shots only, not Kibana or Logstash.
+    assert set(uses["elastic_password"].consumers) == {"elasticsearch", "elasticsearch-setup", "kibana-setup"}
+    for name, client in (("elasticsearch_kibana_password", "kibana"), ("elasticsearch_logstash_password", "logstash"),
+                         ("elasticsearch_grafana_password", "grafana")):
+        assert (uses[name].owner, set(uses[name].consumers)) == ("elasticsearch", {"elasticsearch-setup", client})
     assert uses["n8n_monitoring_secret_key"].owner == "n8n-monitoring"
     assert uses["litellm_master_key"].owner == "litellm"
     assert "openwebui" in uses["litellm_master_key"].consumers

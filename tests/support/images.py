@@ -25,6 +25,7 @@ IMAGE_REFS: dict[str, str] = {
     "redis": "mmstack-test/redis:8",
     "standin": "mmstack-test/standin:1",
     "prometheus": "mmstack-test/prometheus:1",
+    "curl": "mmstack-test/curl:1",
 }
 
 
