@@ -27,7 +27,7 @@ from invoke import Config, Context
 from tasks.cli.remote import deploy
 from tasks.cli.verify import verify
 from tests.lifecycle.conftest import pick_offset, remove_project
-from tests.lifecycle.stackconfig import test_settings
+from tests.lifecycle.stackconfig import test_settings as lifecycle_settings
 from tests.remote.test_remote_stack_e2e import compose_on_h1, run_json  # noqa: F401 - a fixture
 from tests.remote.test_deploy import secret_values
 from tests.support.sshd import SshdFarm
@@ -39,7 +39,7 @@ LIVE = ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:{port}{path} || exit
 
 
 def elk_settings(schema: dict[str, Any], project: str, offset: int, images: dict[str, str], pyapps: str) -> dict[str, Any]:
-    settings = test_settings(schema, project, offset, images)
+    settings = lifecycle_settings(schema, project, offset, images)
     settings["overrides"]["healthchecks"]["pyapp"] = {"test": LIVE, "interval": "1s", "timeout": "3s",
                                                       "retries": 120, "start_period": "0s"}
     env = {

@@ -5,6 +5,7 @@ was planned. The applications' key is LiteLLM's master key (``LLM_API_KEY`` and 
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any
 
 from ...schema.inference import VLLM_PORT
@@ -100,12 +101,6 @@ def _flag(argv: list[str], flag: str) -> str | None:
 
 def _logged_parallelism(t: Any, p: Any) -> str | None:
     """The tensor parallelism vLLM's engine logged at start (only that number leaves the host)."""
-    done = p.run(f"docker logs {_q(t.container('vllm'))} 2>&1 | grep -o 'tensor_parallel_size=[0-9]*' | tail -n 1")
+    done = p.run(f"docker logs {shlex.quote(t.container('vllm'))} 2>&1 | grep -o 'tensor_parallel_size=[0-9]*' | tail -n 1")
     m = re.search(r"tensor_parallel_size=(\d+)", done.stdout)
     return m.group(1) if m else None
-
-
-def _q(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
