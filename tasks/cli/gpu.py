@@ -235,13 +235,15 @@ def configure_gpu(c: Context, facts: str | None = None, source: str | None = Non
 
 
 @task(help={**{k: v for k, v in _CONFIGURE_HELP.items() if k not in ("generate",)},
-            "check": "change nothing and start nothing; report what would change"})
+            "check": "change nothing and start nothing; report what would change",
+            "no_verify": "do not run `inv verify` once the stack is up"})
 @boundary
 def start_gpu_auto(c: Context, facts: str | None = None, source: str | None = None,
                    tensor_parallel: str | None = None, pipeline_parallel: str | None = None,
                    memory_utilization: str | None = None, max_model_len: str | None = None,
                    p2p: str | None = None, gpus: str | None = None, model: str | None = None,
-                   check: bool = False, diff: bool = False, json: bool = False) -> None:
+                   check: bool = False, diff: bool = False, json: bool = False,
+                   no_verify: bool = False) -> None:
     """Detect GPUs, configure vLLM for them, regenerate the files, start the gpu environment."""
     run = Run.start(c, check=check, diff=diff, json=json)
     gpu_facts = _read_facts(facts) if facts else _gather(c, source, None)
@@ -263,14 +265,14 @@ def start_gpu_auto(c: Context, facts: str | None = None, source: str | None = No
                           key_path=f"environments.{GPU_ENVIRONMENT}",
                           fix="run it on a GPU host, or `inv start-dev` here (it runs without vLLM)")
     run.finish()  # the recap of detect/configure; starting prints its own
-    _start_environment(c, GPU_ENVIRONMENT)
+    _start_environment(c, GPU_ENVIRONMENT, no_verify)
 
 
-def _start_environment(c: Context, env: str) -> None:
-    """Start ``env`` with the lifecycle's own start task (preflight, wait for health)."""
+def _start_environment(c: Context, env: str, no_verify: bool = False) -> None:
+    """Start ``env`` with the lifecycle's own start task (preflight, wait for health, verify)."""
     from .stack import start
 
-    start(c, env=env)
+    start(c, env=env, no_verify=no_verify)
 
 
 ns = Collection("gpu")

@@ -135,13 +135,14 @@ def _gpu_plan(facts: Any, overrides: dict[str, Any]) -> dict[str, Any] | None:
     "diff": "show a unified diff of every file that changes (secret values masked)",
     "no_start": "upload the files only; do not bring the stack up",
     "timeout": "seconds to wait for health on each host (default mmstack.stack.wait_timeout)",
+    "no_verify": "do not run `inv verify`'s checks on each host once its stack is up",
 })
 @boundary
 def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: str | None = None,
            inventory: str | None = None, forks: int | None = None, check: bool = False,
            diff: bool = False, no_start: bool = False, timeout: int | None = None,
-           json: bool = False) -> None:
-    """Detect GPUs, upload each host's compose and env files where they differ, start the stack."""
+           json: bool = False, no_verify: bool = False) -> None:
+    """Detect GPUs, upload each host's compose and env files where they differ, start, verify."""
     from ..engine.report import Status
     from ..remote.parallel import run_connected
     from ..remote.renders import reroot, stack_renders
@@ -167,6 +168,10 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
         from ..remote.stackops import stack_up  # Compose over SSH: only when starting
 
     lock_timeout = float(config_value(c, "lock_timeout"))
+    from ..verify.steps import options as verify_options
+
+    verify_opts = verify_options(c)
+    verify_after = not no_verify and not check and bool(verify_opts["after_start"])
 
     def job(conn: Any, host: Any, hr: Any) -> None:
         environment = env or host.environment
@@ -188,6 +193,12 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
             stack_up(conn, host, hr, stack=stack, environment=environment, check=check,
                      files_changed=changed, timeout=wait_timeout, preferred=preferred,
                      mask=masker(secrets[environment].values()))
+        # A host whose stack did not come up healthy has nothing to verify yet.
+        if verify_after and not any(r.status is Status.FAILED for r in hr.results):
+            from ..verify.steps import remote_verify
+
+            remote_verify(conn, host, hr, stack=stack, environment=environment,
+                          secrets=secrets[environment], plan=plan, opts=verify_opts)
 
     run.reporter.task("deploy")
     outcome = run_connected(selected, job, config=c.config, forks=_forks(run, forks, inv),

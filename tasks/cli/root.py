@@ -13,7 +13,7 @@ from importlib import import_module
 from invoke import Collection
 
 # Order is the order of `inv --list` sections in the README.
-MODULES = ("setup", "compose", "security", "secrets", "gpu", "stack", "remote")
+MODULES = ("setup", "compose", "security", "secrets", "gpu", "stack", "remote", "verify")
 
 
 def build_namespace() -> Collection:

@@ -18,36 +18,45 @@ START_HELP = {
     "timeout": "seconds to wait for health (default mmstack.stack.wait_timeout)",
     "check": "change nothing; list what would be created or recreated",
     "json": "print the results as JSON",
+    "no_verify": "do not run `inv verify` once the stack is up (default mmstack.verify.after_start)",
 }
 
 
 def _start(c: Context, env: str, profile: list[str] | None, no_wait: bool, timeout: int | None,
-           check: bool, json: bool) -> None:
+           check: bool, json: bool, no_verify: bool = False) -> None:
     from ..stack.lifecycle import load_stack_cached, start_step
 
     run = Run.start(c, check=check, json=json)
     wait_timeout = int(resolve(timeout, c, "stack.wait_timeout"))
+    verify_after = not no_verify and bool(resolve(None, c, "verify.after_start"))
     load_stack_cached(run)  # bad input is refused before the lock exists (a hit for start_step)
     with run.locked():
         start_step(run, env, tuple(profile or ()), wait=not no_wait, timeout=wait_timeout)
+    # A stack that did not come up healthy has nothing to verify yet; check mode started nothing.
+    if verify_after and not check and not no_wait and not run.reporter.failed_any:
+        from ..verify.steps import verify_step
+
+        verify_step(run, env)
     run.finish()
 
 
 @task(iterable=["profile"], help={"env": "environment to start (default mmstack.environment)", **START_HELP})
 @boundary
 def start(c: Context, env: str | None = None, profile: list[str] | None = None, no_wait: bool = False,
-          timeout: int | None = None, check: bool = False, json: bool = False) -> None:
-    """Start an environment with Compose v2 and wait until every service is healthy."""
+          timeout: int | None = None, check: bool = False, json: bool = False,
+          no_verify: bool = False) -> None:
+    """Start an environment with Compose v2, wait until every service is healthy, then verify it."""
     env = resolve(env, c, "environment")
     if not env:
         raise Exit("error: say which environment: --env NAME (or use start-dev, start-prod, ...)", code=1)
-    _start(c, env, profile, no_wait, timeout, check, json)
+    _start(c, env, profile, no_wait, timeout, check, json, no_verify)
 
 
 def _env_task(env: str, doc: str):  # type: ignore[no-untyped-def]
     def start_env(c: Context, profile: list[str] | None = None, no_wait: bool = False,
-                  timeout: int | None = None, check: bool = False, json: bool = False) -> None:
-        _start(c, env, profile, no_wait, timeout, check, json)
+                  timeout: int | None = None, check: bool = False, json: bool = False,
+                  no_verify: bool = False) -> None:
+        _start(c, env, profile, no_wait, timeout, check, json, no_verify)
 
     start_env.__doc__ = doc
     return task(iterable=["profile"], help=START_HELP)(boundary(start_env))

@@ -31,6 +31,11 @@ DEFAULTS: dict[str, Any] = {
     "remote": {"inventory": None, "forks": None, "compose_command": None},
     "secrets": {"key_env": "MMSTACK_SECRETS_KEY", "key_file": None},
     "security": {"fail_on": "high"},
+    "verify": {
+        "after_start": True,    # `inv start-*` and `inv deploy` verify at their end (--no-verify: not)
+        "timeout": 30,          # seconds per request a check makes
+        "log_indices": None,    # Elasticsearch index patterns of the stack's logs (None: logs-*,logstash-*)
+    },
     "gpu": {
         "source": "auto",
         "p2p": "auto",

@@ -365,7 +365,7 @@ def test_start_gpu_auto(stack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     # The lifecycle's start is the boundary here: it is exercised for real in tests/lifecycle.
     started: list[str] = []
-    monkeypatch.setattr(stack_cli, "start", lambda c, env=None: started.append(env))
+    monkeypatch.setattr(stack_cli, "start", lambda c, env=None, no_verify=False: started.append(env))
     code, out, err = run_task(["start-gpu-auto"])
     assert code == 0, err
     assert started == ["gpu"]

@@ -82,6 +82,9 @@ def write_test_settings(stack: Path, project: str, offset: int, images: dict[str
     schema = yaml.safe_load((stack / "schemas" / "compose-schema.yaml").read_text())
     path = stack / "mmstack.yaml"
     path.write_text(yaml.safe_dump(test_settings(schema, project, offset, images), sort_keys=False))
+    # busybox stand-ins answer /health and nothing else, so `inv verify`'s checks cannot pass on
+    # this stack: start-* does not verify here (tests/verify runs a stack that can).
+    (stack / "invoke.yaml").write_text(yaml.safe_dump({"mmstack": {"verify": {"after_start": False}}}))
     return path
 
 

@@ -89,7 +89,8 @@ def test_remote_deploy_brings_the_stack_up_through_ssh(
         h1.clear_log()
 
         # First deploy: files uploaded, start recorded, 15 services created and healthy.
-        code, doc = run_json(capsys, deploy, c, hosts="h1", env="development", inventory=inv, timeout=150)
+        code, doc = run_json(capsys, deploy, c, hosts="h1", env="development", inventory=inv, timeout=150,
+                             no_verify=True)
         host = doc["hosts"]["hosts"]["h1"]
         assert code == 0 and host["recap"]["failed"] == 0, json.dumps(host, indent=1)[:4000]
         created = [r for r in host["results"] if r["message"] == "created"]
@@ -110,7 +111,8 @@ def test_remote_deploy_brings_the_stack_up_through_ssh(
 
         # Second deploy: nothing changes (files, record, containers).
         ids = {s: c.id for s, c in running.items()}
-        code, doc = run_json(capsys, deploy, c, hosts="h1", env="development", inventory=inv, timeout=150)
+        code, doc = run_json(capsys, deploy, c, hosts="h1", env="development", inventory=inv, timeout=150,
+                             no_verify=True)
         assert code == 0 and doc["hosts"]["recap"]["h1"]["changed"] == 0, doc["hosts"]["recap"]
         now = {c.labels["com.docker.compose.service"]: c.id for c in
                docker_client.containers.list(filters={"label": f"{PROJECT_LABEL}={project}"})}
