@@ -18,15 +18,12 @@ import yaml
 from tests.lifecycle.stackconfig import test_settings
 
 PYAPPS = {"litellm": "litellm", "openwebui": "openwebui", "vllm": "vllm", "qdrant": "qdrant", "minio": "s3"}
-LIVELINESS = ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:{port}{path} || exit 1"]
 
 
 def verify_settings(schema: dict[str, Any], project: str, offset: int, images: dict[str, str],
                     pyapps: str) -> dict[str, Any]:
     settings = test_settings(schema, project, offset, images)
     services = settings["overrides"]["services"]
-    settings["overrides"]["healthchecks"]["pyapp"] = {"test": LIVELINESS, "interval": "1s", "timeout": "3s",
-                                                      "retries": 240, "start_period": "0s"}
     for name, app in PYAPPS.items():
         settings["images"][name] = pyapps
         spec = schema["services"][name]
@@ -34,7 +31,11 @@ def verify_settings(schema: dict[str, Any], project: str, offset: int, images: d
         path = {"litellm": "/health/liveliness", "openwebui": "/health"}.get(name, "/health")
         services[name] = {"resources": {"cpus": 1.0, "memory": "2g" if app in ("litellm", "openwebui") else "256m"},
                           "environment": {"MMSTACK_APP": app},
-                          "healthcheck": {"$replace": {"template": "pyapp", "port": port, "path": path}}}
+                          # The schema's wget template, polled fast (mmstack.yaml may tune a
+                          # template's use, not define new templates).
+                          "healthcheck": {"$replace": {"template": "http-wget", "port": port, "path": path,
+                                                       "interval": "1s", "timeout": "3s", "retries": 240,
+                                                       "start_period": "0s"}}}
         if spec.get("shm_size"):
             services[name]["shm_size"] = "64m"
     return settings
