@@ -33,15 +33,13 @@ from tests.remote.test_deploy import secret_values
 from tests.support.sshd import SshdFarm
 from tests.support.stackcopy import make_stack_copy, run_inv
 from tests.verify.conftest import pyapps_image  # noqa: F401 - a fixture
+from tests.verify.stack import live
 
 pytestmark = [pytest.mark.ssh, pytest.mark.docker, pytest.mark.slow]
-LIVE = ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:{port}{path} || exit 1"]
 
 
 def elk_settings(schema: dict[str, Any], project: str, offset: int, images: dict[str, str], pyapps: str) -> dict[str, Any]:
     settings = lifecycle_settings(schema, project, offset, images)
-    settings["overrides"]["healthchecks"]["pyapp"] = {"test": LIVE, "interval": "1s", "timeout": "3s",
-                                                      "retries": 120, "start_period": "0s"}
     env = {
         "prometheus": {"STANDIN_TARGETS": "prometheus=http://127.0.0.1:9090/metrics kibana=http://kibana:5601/health "
                                           "elasticsearch=http://elasticsearch:9200/health"},
@@ -53,7 +51,8 @@ def elk_settings(schema: dict[str, Any], project: str, offset: int, images: dict
         port = schema["services"][name]["ports"][0]["container"]
         settings["overrides"]["services"][name] = {
             "resources": {"cpus": 0.5, "memory": "256m"}, "environment": {"MMSTACK_APP": name, **extra},
-            "healthcheck": {"$replace": {"template": "pyapp", "port": port, "path": "/health"}}}
+            "healthcheck": {"$replace": {"test": live(port, "/health"), "interval": "1s", "timeout": "3s",
+                                         "retries": 120, "start_period": "0s"}}}
     return settings
 
 

@@ -20,6 +20,10 @@ from tests.lifecycle.stackconfig import test_settings
 PYAPPS = {"litellm": "litellm", "openwebui": "openwebui", "vllm": "vllm", "qdrant": "qdrant", "minio": "s3"}
 
 
+def live(port: int, path: str) -> list[str]:
+    return ["CMD-SHELL", f"wget -q -O /dev/null http://127.0.0.1:{port}{path} || exit 1"]
+
+
 def verify_settings(schema: dict[str, Any], project: str, offset: int, images: dict[str, str],
                     pyapps: str) -> dict[str, Any]:
     settings = test_settings(schema, project, offset, images)
@@ -31,11 +35,11 @@ def verify_settings(schema: dict[str, Any], project: str, offset: int, images: d
         path = {"litellm": "/health/liveliness", "openwebui": "/health"}.get(name, "/health")
         services[name] = {"resources": {"cpus": 1.0, "memory": "2g" if app in ("litellm", "openwebui") else "256m"},
                           "environment": {"MMSTACK_APP": app},
-                          # The schema's wget template, polled fast (mmstack.yaml may tune a
-                          # template's use, not define new templates).
-                          "healthcheck": {"$replace": {"template": "http-wget", "port": port, "path": path,
-                                                       "interval": "1s", "timeout": "3s", "retries": 240,
-                                                       "start_period": "0s"}}}
+                          # The image's liveness URL, polled fast; written out, since the test
+                          # settings point every template at the busybox stand-ins (and
+                          # mmstack.yaml may tune templates, not define new ones).
+                          "healthcheck": {"$replace": {"test": live(port, path), "interval": "1s", "timeout": "3s",
+                                                       "retries": 240, "start_period": "0s"}}}
         if spec.get("shm_size"):
             services[name]["shm_size"] = "64m"
     return settings
