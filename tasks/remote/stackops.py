@@ -187,7 +187,7 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
     """Bring ``environment`` up on the host and wait for health (the last step of `deploy`)."""
     from ..schema.filesets import environment_file_set
     from ..stack.lifecycle import (compose_failure, dry_run_actions, dry_run_failure, expected_services,
-                                   service_images)
+                                   service_images, up_failed)
     from ..stack.status import schemes
     from .sync import sync_files
 
@@ -225,14 +225,15 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
     proc = runner.up(wait=True, timeout=timeout, stream=False)
     after = by_service(runner.ps())
     failing: dict[str, Any] = {}
-    if proc.returncode != 0 or not_ready(after, services):
+    up_bad = up_failed(proc, ready=not not_ready(after, services))
+    if up_bad or not_ready(after, services):
         failing = failing_rows(c, runner, services, schemes(stack.resolved_services(environment)), mask)
     for svc, status, message in up_outcomes(before, after, services, failing):
         data = {"log_tail": failing[svc].log_tail} if svc in failing else None
         hr.add(Result(svc, status, message, data=data))
         for line in failing[svc].log_tail if svc in failing else ():
             hr.info(f"    {svc} | {line}")
-    if proc.returncode != 0:
+    if up_bad:
         hr.failed("stack up", compose_failure(f"`{' '.join(compose)} up`", proc, mask,
                                               service_images(stack, environment)))
 

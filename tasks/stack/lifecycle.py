@@ -7,6 +7,7 @@ applies, and reports one result per service or resource. The CLI module only par
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -219,20 +220,36 @@ def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = 
     proc = runner.up(wait=wait, timeout=timeout, stream=stream)
     after = by_service(api.project_containers(stack.project))
     failed_rows: dict[str, Any] = {}
-    if proc.returncode != 0 or (wait and not_ready(after, services)):
+    up_bad = up_failed(proc, ready=not (wait and not_ready(after, services)))
+    if up_bad or (wait and not_ready(after, services)):
         failed_rows = _failing(run, stack, runner, api, services)
     for svc, status, message in up_outcomes(before, after, services, failed_rows):
         row = failed_rows.get(svc)
-        if proc.returncode != 0 and row is not None and row.state == "missing":
+        if up_bad and row is not None and row.state == "missing":
             message = f"no container: `up` stopped before creating it (why: [start {env}] below)"
         rep.add(Result(svc, status, message, data={"log_tail": row.log_tail} if row else None))
         for line in row.log_tail if row else ():
             rep.info(f"    {svc} | {line}")
-    if proc.returncode != 0:
+    if up_bad:
         # Compose's own words (the pull that failed, and for which image), not only the
         # services it left behind; streamed output already reached the terminal.
         rep.failed(f"start {env}", compose_failure("`docker compose up`", proc, secret_masker(run, stack),
                                                    service_images(stack, env)))
+
+
+def up_failed(proc: Any, ready: bool) -> bool:
+    """Whether `up` failed. Compose's ``--wait`` exits 1 when any container exits, even a job
+    that ran to success (``container p-kibana-setup-1 exited (0)``); such an exit is no failure
+    when every service is then as it should be (mmstack's own readiness rules judge one-shots).
+    With streamed output (nothing captured) the readiness alone decides a non-zero exit."""
+    if proc.returncode == 0:
+        return False
+    text = f"{proc.stderr or ''}\n{proc.stdout or ''}"
+    if not text.strip():
+        return not ready
+    exits = re.findall(r"^\s*container \S+ exited \((\d+)\)\s*$", text, re.M)
+    return not (ready and exits and all(code == "0" for code in exits)
+                and not parse_progress(text).problems)
 
 
 def dry_run_actions(text: str, project: str, before: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
@@ -377,7 +394,7 @@ def restart_step(run: Run, services: list[str], timeout: int) -> None:
         proc = runner.run("up", "-d", "--no-deps", "--wait", "--wait-timeout", str(timeout), *plain,
                           stream=stream, check=False)
     after = by_service(api.project_containers(record.project))
-    stuck = proc.returncode != 0 or not_ready(after, targets)
+    stuck = up_failed(proc, ready=not not_ready(after, targets)) or not_ready(after, targets)
     failing = _failing(run, stack, runner, api, targets) if stuck else {}
     for svc in targets:
         if svc in failing:

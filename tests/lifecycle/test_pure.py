@@ -157,3 +157,21 @@ def test_json_progress_from_2_29(version: str | None, expected: bool) -> None:
     from tasks.stack.events import supports_json_progress
 
     assert supports_json_progress(version) is expected
+
+
+@pytest.mark.parametrize("stderr, ready, failed", [
+    ("container p-kibana-setup-1 exited (0)\n", True, False),    # a job that ran to success
+    ("container p-kibana-setup-1 exited (0)\n", False, True),    # ...but something else is not up
+    ("container p-api-1 exited (1)\n", True, True),
+    ("dependency failed to start: container p-db-1 is unhealthy\n", True, True),
+    ("", True, False),                                           # streamed: readiness decides
+    ("", False, True),
+])
+def test_up_failed_when_composes_wait_reports_a_job_that_finished(stderr: str, ready: bool, failed: bool) -> None:
+    import subprocess
+
+    from tasks.stack.lifecycle import up_failed
+
+    proc = subprocess.CompletedProcess(["up"], 1, "", stderr)
+    assert up_failed(proc, ready) is failed
+    assert up_failed(subprocess.CompletedProcess(["up"], 0, "", stderr), ready) is False
