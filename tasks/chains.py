@@ -44,7 +44,8 @@ def setup_chain(run: Run, env: str | None = None, stack: Any = None) -> None:
 
 def reset_chain(run: Run, yes: bool) -> None:
     """wipe --all, then the setup chain from scratch (new secrets), after one confirmation."""
-    from .stack.lifecycle import confirm, load_stack_cached, wipe_step
+    from .stack.common import confirm, load_stack_cached
+    from .stack.maintenance import wipe_step
 
     stack = load_stack_cached(run)
     if run.check:

@@ -36,6 +36,9 @@ from invoke import Collection, Context, task
 
 from ..engine.run import Run, boundary, config_value, resolve
 from ..engine.settings import defaults_for
+from ..remote.selection import (check_environments, fork_count, gather_gpu, gpu_plan, gpu_summary,
+                                select_hosts)
+from ..stack.common import load_stack_cached
 
 _HELP = {
     "hosts": "a group, host names (a,b), a glob (gpu*) or 'all' (default: all)",
@@ -46,54 +49,6 @@ _HELP = {
 }
 
 
-def _hosts(run: Run, hosts: str | None, limit: str | None, inventory: str | None):
-    from ..remote.inventory import load_inventory, validation_cache
-
-    from ..engine.errors import MultiError
-    from ..remote.inventorycheck import host_errors
-
-    # An inventory file that passed validation unchanged is not validated again.
-    cache = validation_cache(run.state_dir, writable=not run.check)
-    inv = load_inventory(run.stack, resolve(inventory, run.c, "remote.inventory"), cache)
-    run.keep(cache)
-    selected = inv.select(hosts or "all", limit)
-    errors = host_errors(selected, run.stack)  # before the first connection
-    if errors:
-        raise errors[0] if len(errors) == 1 else MultiError(errors)
-    return inv, selected
-
-
-def _forks(run: Run, forks: int | None, inv: Any) -> int:
-    return int(forks or run.c.config.get("mmstack", {}).get("remote", {}).get("forks") or inv.forks)
-
-
-def _gather_gpu(conn: Any, host: Any) -> Any:
-    from ..gpu.smibatch import gather_via_smi_batch
-
-    facts = gather_via_smi_batch(conn)  # one remote command for every nvidia-smi query
-    facts.host = host.name
-    return facts
-
-
-def _load_stack(run: Run) -> Any:
-    """The validated stack; a schema that already passed validation with this very code (as
-    `inv setup` leaves it) is not validated again."""
-    from ..schema.model import load_stack, validation_cache
-
-    cache = validation_cache(run.state_dir, writable=not run.check)
-    stack = load_stack(run.stack, cache=cache)
-    run.keep(cache)
-    return stack
-
-
-def _gpu_summary(facts: Any) -> str:
-    if facts.cpu_only:
-        return f"CPU only: {facts.reason}"
-    names = sorted({g.name for g in facts.gpus})
-    nvlink = ", NVLink" if facts.nvlink_pairs() else ""
-    return f"{len(facts.gpus)} GPU(s): {', '.join(names)}{nvlink}"
-
-
 @task(help=_HELP)
 @boundary
 def remote_detect_gpu(c: Context, hosts: str | None = None, limit: str | None = None,
@@ -102,30 +57,21 @@ def remote_detect_gpu(c: Context, hosts: str | None = None, limit: str | None = 
     from ..remote.parallel import run_connected
 
     run = Run.start(c, json=json)
-    inv, selected = _hosts(run, hosts, limit, inventory)
+    inv, selected = select_hosts(run, hosts, limit, inventory)
     found: dict[str, Any] = {}
 
     def job(conn: Any, host: Any, hr: Any) -> None:
-        facts = _gather_gpu(conn, host)
+        facts = gather_gpu(conn, host)
         found[host.name] = facts.to_dict()
-        hr.ok("gpu", _gpu_summary(facts))
+        hr.ok("gpu", gpu_summary(facts))
 
     run.reporter.task("remote-detect-gpu")
-    outcome = run_connected(selected, job, config=c.config, forks=_forks(run, forks, inv),
+    outcome = run_connected(selected, job, config=c.config, forks=fork_count(run, forks, inv),
                             reporter=run.reporter)
     outcome.print_recap(run.reporter)
     run.add_output("gpu", found)
     run.add_output("hosts", outcome.to_dict())
     run.finish()
-
-
-def _gpu_plan(facts: Any, overrides: dict[str, Any]) -> dict[str, Any] | None:
-    """The same pure planner as local runs (`gpu.plan.plan_gpus`), with the host's overrides."""
-    try:
-        from ..gpu.plan import plan_gpus
-    except ImportError:
-        return None
-    return plan_gpus(facts, overrides).to_dict()
 
 
 @task(help={
@@ -149,14 +95,13 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
     from ..engine.masking import masker
     from ..remote.lock import host_lock
     from ..remote.sync import host_backup_dir, sync_files
-    from ..schema.inference import planner_inputs
     from ..schema.steps import template_cache_dir
     from ..secrets.api import load_environment_secrets
 
     run = Run.start(c, check=check, diff=diff, json=json)
-    inv, selected = _hosts(run, hosts, limit, inventory)
-    stack = _load_stack(run)
-    _check_environments(stack, selected, env)
+    inv, selected = select_hosts(run, hosts, limit, inventory)
+    stack = load_stack_cached(run)
+    check_environments(stack, selected, env)
     environments = sorted({env or h.environment for h in selected})
     secrets = {e: load_environment_secrets(run, stack, e) for e in environments}
     wait_timeout = int(resolve(timeout, c, "stack.wait_timeout"))
@@ -175,10 +120,9 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
 
     def job(conn: Any, host: Any, hr: Any) -> None:
         environment = env or host.environment
-        facts = _gather_gpu(conn, host)
-        hr.ok("gpu", _gpu_summary(facts))
-        served = stack.served_model(environment)
-        plan = _gpu_plan(facts, {**(planner_inputs(served) if served else {}), **host.gpu})
+        facts = gather_gpu(conn, host)
+        hr.ok("gpu", gpu_summary(facts))
+        plan = gpu_plan(stack, environment, facts, host)
         files = renders.files_for(host.name, environment, plan)
         # Check mode reads only, so (as locally) it takes no lock.
         with nullcontext() if check else host_lock(conn, host.stack_dir, timeout=lock_timeout):
@@ -201,7 +145,7 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
                           secrets=secrets[environment], plan=plan, opts=verify_opts)
 
     run.reporter.task("deploy")
-    outcome = run_connected(selected, job, config=c.config, forks=_forks(run, forks, inv),
+    outcome = run_connected(selected, job, config=c.config, forks=fork_count(run, forks, inv),
                             reporter=run.reporter)
     outcome.print_recap(run.reporter)
     file_sets = renders.to_list([h.name for h in selected])
@@ -212,28 +156,6 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
     run.finish()
 
 
-def _check_environments(stack: Any, selected: list[Any], env: str | None) -> None:
-    """Every host's environment exists, before the first connection; blamed on the line that
-    names it (the inventory's, or --env)."""
-    from ..engine.errors import MultiError
-    from ..remote.inventorycheck import environment_error
-
-    known = stack.environment_names
-    if env is not None:
-        if env not in known:
-            raise environment_error(None, env, known, from_option=True)
-        return
-    errors, seen = [], set()
-    for host in selected:
-        if host.environment not in known:
-            error = environment_error(host, host.environment, known, from_option=False)
-            if (error.file, error.line) not in seen:
-                seen.add((error.file, error.line))
-                errors.append(error)
-    if errors:
-        raise errors[0] if len(errors) == 1 else MultiError(errors)
-
-
 @task(help=_HELP)
 @boundary
 def remote_status(c: Context, hosts: str | None = None, limit: str | None = None,
@@ -241,11 +163,11 @@ def remote_status(c: Context, hosts: str | None = None, limit: str | None = None
     """Service, state, health and URL on each host; non-zero if any is unhealthy or unreachable."""
     from ..remote.parallel import run_connected
     from ..remote.stackops import stack_status
-    from ..stack.lifecycle import secret_masker
+    from ..stack.common import secret_masker
 
     run = Run.start(c, json=json)
-    inv, selected = _hosts(run, hosts, limit, inventory)
-    stack = _load_stack(run)
+    inv, selected = select_hosts(run, hosts, limit, inventory)
+    stack = load_stack_cached(run)
     mask = secret_masker(run, stack)
     preferred = resolve(None, c, "remote.compose_command")
     found: dict[str, Any] = {}
@@ -255,7 +177,7 @@ def remote_status(c: Context, hosts: str | None = None, limit: str | None = None
                                         show_table=not json)
 
     run.reporter.task("remote-status")
-    outcome = run_connected(selected, job, config=c.config, forks=_forks(run, forks, inv),
+    outcome = run_connected(selected, job, config=c.config, forks=fork_count(run, forks, inv),
                             reporter=run.reporter)
     outcome.print_recap(run.reporter)
     run.add_output("status", {name: found[name] for name in sorted(found)})
@@ -277,13 +199,13 @@ def remote_wipe(c: Context, hosts: str | None = None, limit: str | None = None,
     """Delete the project's containers, volumes and networks on each host (by Compose project label only)."""
     from ..remote.parallel import HostOutcome, ParallelOutcome, run_connected
     from ..remote.stackops import wipe_apply, wipe_gather
-    from ..stack.lifecycle import confirm
+    from ..stack.common import confirm
 
     run = Run.start(c, check=check or dry_run, json=json)
-    inv, selected = _hosts(run, hosts, limit, inventory)
-    stack = _load_stack(run)
+    inv, selected = select_hosts(run, hosts, limit, inventory)
+    stack = load_stack_cached(run)
     project = stack.project
-    n_forks = _forks(run, forks, inv)
+    n_forks = fork_count(run, forks, inv)
     gathered: dict[str, Any] = {}
 
     def look(conn: Any, host: Any, hr: Any) -> None:
@@ -357,7 +279,7 @@ def remote_run(c: Context, task: str | None = None, hosts: str | None = None, li
     if not argv:
         raise ConfigError("--task is empty", fix='say which task to run, e.g. --task "status --json"')
     run = Run.start(c, json=json)
-    inv, selected = _hosts(run, hosts, limit, inventory)
+    inv, selected = select_hosts(run, hosts, limit, inventory)
     lock = threading.Lock()
     outputs: dict[str, Any] = {}
 
@@ -369,7 +291,7 @@ def remote_run(c: Context, task: str | None = None, hosts: str | None = None, li
         outputs[host.name] = run_task(conn, host, hr, argv, out=out, err=err, timeout=timeout)
 
     run.reporter.task("remote-run: mmstack " + " ".join(shlex.quote(a) for a in argv))
-    outcome = run_connected(selected, job, config=c.config, forks=_forks(run, forks, inv),
+    outcome = run_connected(selected, job, config=c.config, forks=fork_count(run, forks, inv),
                             reporter=run.reporter)
     outcome.print_recap(run.reporter)
     run.add_output("outputs", {name: outputs[name] for name in sorted(outputs)})

@@ -1,7 +1,7 @@
 """Running the stack: `start-*`, `status`, `stop`, `logs`, `restart`, `wipe`, `backup`,
 `restore`, `reset`.
 
-Thin tasks over `stack.lifecycle`. Nothing heavy is imported at load time (the docker SDK only
+Thin tasks over the steps in `stack.start`, `stack.control` and `stack.maintenance`. Nothing heavy is imported at load time (the docker SDK only
 inside the tasks that change resources), so `inv --list` stays fast.
 """
 
@@ -24,7 +24,8 @@ START_HELP = {
 
 def _start(c: Context, env: str, profile: list[str] | None, no_wait: bool, timeout: int | None,
            check: bool, json: bool, no_verify: bool = False) -> None:
-    from ..stack.lifecycle import load_stack_cached, start_step
+    from ..stack.common import load_stack_cached
+    from ..stack.start import start_step
 
     run = Run.start(c, check=check, json=json)
     wait_timeout = int(resolve(timeout, c, "stack.wait_timeout"))
@@ -73,7 +74,7 @@ start_monitoring = _env_task("elk", "Start the monitoring stack (metrics and ELK
 @boundary
 def status(c: Context, json: bool = False) -> None:
     """Service, state, health and URL of what the last start started; non-zero if any is unhealthy."""
-    from ..stack.lifecycle import status_step
+    from ..stack.control import status_step
 
     run = Run.start(c, json=json)
     status_step(run)
@@ -84,7 +85,7 @@ def status(c: Context, json: bool = False) -> None:
 @boundary
 def stop(c: Context, check: bool = False, json: bool = False) -> None:
     """Stop the services of the last start (containers and data are kept)."""
-    from ..stack.lifecycle import stop_step
+    from ..stack.control import stop_step
 
     run = Run.start(c, check=check, json=json)
     with run.locked():
@@ -100,7 +101,7 @@ def stop(c: Context, check: bool = False, json: bool = False) -> None:
 @boundary
 def logs(c: Context, service: list[str] | None = None, tail: int = 100, follow: bool = False) -> None:
     """Logs of the started services (stored secret values are masked)."""
-    from ..stack.lifecycle import logs_step
+    from ..stack.control import logs_step
 
     run = Run.start(c)
     code = logs_step(run, list(service or []), tail, follow)
@@ -118,7 +119,7 @@ def logs(c: Context, service: list[str] | None = None, tail: int = 100, follow: 
 def restart(c: Context, service: list[str] | None = None, timeout: int | None = None,
             check: bool = False, json: bool = False) -> None:
     """Restart services (recreating those whose configuration or env files changed)."""
-    from ..stack.lifecycle import restart_step
+    from ..stack.control import restart_step
 
     run = Run.start(c, check=check, json=json)
     with run.locked():
@@ -138,7 +139,7 @@ def restart(c: Context, service: list[str] | None = None, timeout: int | None = 
 def wipe(c: Context, yes: bool = False, check: bool = False, dry_run: bool = False, all: bool = False,
          backup: bool = False, json: bool = False) -> None:
     """Delete the project's containers, volumes and networks (by Compose project label only)."""
-    from ..stack.lifecycle import wipe_step
+    from ..stack.maintenance import wipe_step
 
     run = Run.start(c, check=check or dry_run, json=json)
     with run.locked():
@@ -150,7 +151,7 @@ def wipe(c: Context, yes: bool = False, check: bool = False, dry_run: bool = Fal
 @boundary
 def backup(c: Context, check: bool = False, json: bool = False) -> None:
     """Save each named volume of the project to backups/<project>-<UTC time>/ (stops, then restarts)."""
-    from ..stack.lifecycle import backup_step
+    from ..stack.maintenance import backup_step
 
     run = Run.start(c, check=check, json=json)
     with run.locked():
@@ -167,7 +168,7 @@ def backup(c: Context, check: bool = False, json: bool = False) -> None:
 @boundary
 def restore(c: Context, archive: str, yes: bool = False, check: bool = False, json: bool = False) -> None:
     """Put a backup's volumes back (the stack must not be running)."""
-    from ..stack.lifecycle import restore_step
+    from ..stack.maintenance import restore_step
 
     run = Run.start(c, check=check, json=json)
     with run.locked():

@@ -48,14 +48,13 @@ def verify(c: Context, env: str | None = None, hosts: str | None = None, limit: 
 def remote_verify_hosts(run: Run, env: str | None, hosts: str | None, limit: str | None,
                         inventory: str | None, forks: int | None) -> None:
     from ..remote.parallel import run_connected
-    from ..schema.inference import planner_inputs
-    from ..schema.model import load_stack
+    from ..remote.selection import fork_count, gather_gpu, gpu_plan, select_hosts
+    from ..stack.common import load_stack_cached
     from ..secrets.api import load_environment_secrets
     from ..verify.steps import options, remote_verify
-    from .remote import _forks, _gather_gpu, _gpu_plan, _hosts
 
-    inv, selected = _hosts(run, hosts, limit, inventory)
-    stack = load_stack(run.stack)
+    inv, selected = select_hosts(run, hosts, limit, inventory)
+    stack = load_stack_cached(run)
     secrets = {e: load_environment_secrets(run, stack, e) for e in sorted({env or h.environment for h in selected})}
     opts = options(run.c)
 
@@ -63,13 +62,12 @@ def remote_verify_hosts(run: Run, env: str | None, hosts: str | None, limit: str
         environment = env or host.environment
         plan = None
         if stack.environment(environment).gpu:
-            served = stack.served_model(environment)
-            plan = _gpu_plan(_gather_gpu(conn, host), {**(planner_inputs(served) if served else {}), **host.gpu})
+            plan = gpu_plan(stack, environment, gather_gpu(conn, host), host)
         remote_verify(conn, host, hr, stack=stack, environment=environment, secrets=secrets[environment],
                       plan=plan, opts=opts)
 
     run.reporter.task("verify")
-    outcome = run_connected(selected, job, config=run.c.config, forks=_forks(run, forks, inv), reporter=run.reporter)
+    outcome = run_connected(selected, job, config=run.c.config, forks=fork_count(run, forks, inv), reporter=run.reporter)
     outcome.print_recap(run.reporter)
     run.add_output("hosts", outcome.to_dict())
     run.finish()

@@ -186,8 +186,8 @@ def stack_up(c: Any, host: Any, hr: Any, *, stack: Any, environment: str, check:
              mask: Callable[[str], str]) -> None:
     """Bring ``environment`` up on the host and wait for health (the last step of `deploy`)."""
     from ..schema.filesets import environment_file_set
-    from ..stack.lifecycle import (compose_failure, dry_run_actions, dry_run_failure, expected_services,
-                                   service_images, up_failed)
+    from ..stack.start import compose_failure, dry_run_actions, dry_run_failure, service_images, up_failed
+    from ..stack.common import expected_services
     from ..stack.status import schemes
     from .sync import sync_files
 
@@ -250,7 +250,7 @@ def _tail(text: str | None, lines: int = 6) -> str:
 def stack_status(c: Any, host: Any, hr: Any, *, stack: Any, preferred: str | None,
                  mask: Callable[[str], str], show_table: bool) -> dict[str, Any]:
     """The local `status` rows for what the last deploy started on the host."""
-    from ..stack.lifecycle import expected_services
+    from ..stack.common import expected_services
     from ..stack.status import build_rows, schemes, table
 
     root = absolute_dir(c, host.stack_dir)

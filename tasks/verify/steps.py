@@ -23,7 +23,7 @@ def options(c: Any) -> dict[str, Any]:
 def local_target(run: Run, env: str | None) -> Target:
     from ..schema.steps import load_gpu_plan
     from ..secrets.api import load_environment_secrets
-    from ..stack.lifecycle import expected_services, load_stack_cached
+    from ..stack.common import expected_services, load_stack_cached
     from ..stack.state import require_record
 
     stack = load_stack_cached(run)
@@ -50,7 +50,7 @@ def remote_verify(conn: Any, host: Any, hr: Any, *, stack: Any, environment: str
                   plan: dict[str, Any] | None, opts: dict[str, Any]) -> None:
     """The same checks on ``host``, against its own stack (run there through ``conn``)."""
     from ..remote.stackops import absolute_dir, read_record
-    from ..stack.lifecycle import expected_services
+    from ..stack.common import expected_services
 
     record = read_record(conn, absolute_dir(conn, host.stack_dir))
     if record is None:

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tasks.stack.lifecycle import dry_run_actions
+from tasks.stack.start import dry_run_actions
 from tasks.stack.preflight import Facts, PortNeed, evaluate, gather_ports, process_holding
 from tasks.stack.state import StartRecord, load_record, save_record
 from tasks.stack.status import build_rows, table
@@ -170,7 +170,7 @@ def test_json_progress_from_2_29(version: str | None, expected: bool) -> None:
 def test_up_failed_when_composes_wait_reports_a_job_that_finished(stderr: str, ready: bool, failed: bool) -> None:
     import subprocess
 
-    from tasks.stack.lifecycle import up_failed
+    from tasks.stack.start import up_failed
 
     proc = subprocess.CompletedProcess(["up"], 1, "", stderr)
     assert up_failed(proc, ready) is failed

@@ -54,7 +54,7 @@ def test_up_outcomes_change_only_for_created_recreated_started() -> None:
 
 
 def test_check_outcomes_from_dry_run_actions() -> None:
-    from tasks.stack.lifecycle import dry_run_actions
+    from tasks.stack.start import dry_run_actions
 
     before = {"a": {"Name": "p-a-1", "State": "running"}, "b": {"Name": "p-b-1", "State": "exited"},
               "old": {"Name": "p-old-1", "State": "running"}}
