@@ -36,6 +36,12 @@ medians, then the ratios against issue 13's targets:
 - at 16 hosts: >= 5x faster than pyinfra, >= 50x faster than Ansible (no-op and first run);
 - mmstack one-host no-op <= 0.6 s.
 
+For mmstack it also prints the CPU each command used: its own (the process tree here) and the
+sshd servers' (from /proc of each listener, which reaps every session), since the sixteen
+"hosts" share this machine's cores with the client. ``--baseline DIR`` runs another mmstack
+tree (e.g. ``git archive <commit> | tar -x -C DIR``) as tool ``baseline`` in the same rounds,
+for a before/after under the same load.
+
 Exits 1 when a target that was measured is missed (2 when nothing could run).
 """
 
@@ -103,6 +109,22 @@ class Sample:
     hosts: int
     kind: str  # "first" or "noop"
     seconds: float
+    client_cpu: float = 0.0   # the command's own CPU seconds (its process tree, this machine)
+    server_cpu: float = 0.0   # the sshd servers' CPU seconds for it, all hosts together
+
+
+def sshd_cpu(hosts: list) -> float:
+    """CPU seconds the hosts' sshd listeners and every session they reaped have used (from
+    /proc/PID/stat: utime, stime, cutime, cstime); a session counts once it has ended."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for h in hosts:
+        try:
+            fields = Path(f"/proc/{h.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, AttributeError):
+            continue
+        total += sum(int(x) for x in fields[11:15]) / tick
+    return total
 
 
 @dataclass
@@ -114,6 +136,8 @@ class Bench:
     spec: dict
     peers_bin: Path | None
     samples: list[Sample] = field(default_factory=list)
+    baseline_stack: Path | None = None  # --baseline: mmstack from another tree, same rounds
+    _cpu: tuple[float, float] = (0.0, 0.0)
 
     # -- inventories ------------------------------------------------------------------------
     def hosts(self, n: int) -> list:
@@ -158,32 +182,43 @@ class Bench:
         return path
 
     # -- one timed command --------------------------------------------------------------------
-    def timed(self, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+    def timed(self, argv: list[str], env: dict[str, str], cwd: Path, n: int = 0) -> tuple[float, str]:
+        hosts = self.hosts(n)
+        before_client = _children_cpu()
+        before_server = sshd_cpu(hosts)
         t = time.perf_counter()
         proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env)
         elapsed = time.perf_counter() - t
+        time.sleep(0.2)  # not timed: sshd reaps the ended sessions, so their CPU is counted
+        self._cpu = (_children_cpu() - before_client, sshd_cpu(hosts) - before_server)
         if proc.returncode != 0:
             raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-3000:]}")
         return elapsed, proc.stdout
 
-    def mmstack(self, n: int, subdir: str, kind: str) -> float:
+    def mmstack(self, n: int, subdir: str, kind: str, stack: Path | None = None) -> float:
         inv = self.mmstack_inventory(n, subdir)
-        argv = [sys.executable, "-m", "invoke", "--search-root", str(self.stack), "deploy",
+        stack = stack or self.stack
+        argv = [sys.executable, "-m", "invoke", "--search-root", str(stack), "deploy",
                 "--no-start", "--json", "--inventory", str(inv), "--forks", str(n)]
-        seconds, out = self.timed(argv, ENV, self.stack)
+        seconds, out = self.timed(argv, ENV, stack, n)
         recap = json.loads(out)["hosts"]["recap"]
         changed = sum(r["changed"] for r in recap.values())
         if (kind == "noop") != (changed == 0):
             raise SystemExit(f"mmstack {kind} on {n} hosts reported changed={changed}")
         return seconds
 
+    def baseline(self, n: int, subdir: str, kind: str) -> float:
+        """mmstack as another tree has it (``--baseline``): before/after under the same load."""
+        assert self.baseline_stack is not None
+        return self.mmstack(n, subdir, kind, self.baseline_stack)
+
     def pyinfra(self, n: int, subdir: str, kind: str) -> float:
         assert self.peers_bin is not None
         inv = self.pyinfra_inventory(n, subdir)
         deploy = self.base / "pyinfra_deploy.py"
         argv = [str(self.peers_bin / "pyinfra"), "-y", "--parallel", str(n), str(inv), str(deploy)]
-        seconds, out = self.timed(argv, {**ENV, "PYINFRA_PROGRESS": "off"}, self.base)
+        seconds, out = self.timed(argv, {**ENV, "PYINFRA_PROGRESS": "off"}, self.base, n)
         if kind == "noop" and "Changed: 0" not in out.replace("\x1b[0m", "") and "No changes" not in out:
             # pyinfra's summary: per host "Success: N Changed: 0"; make sure nothing changed.
             if any(f"Changed: {i}" in out for i in range(1, 100)):
@@ -201,7 +236,7 @@ class Bench:
                "ANSIBLE_LOCAL_TEMP": str(self.base / "ansible-tmp"), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_CONFIG": str(self.base / "none.cfg")}
         seconds, out = self.timed([str(self.peers_bin / "ansible-playbook"), "-i", str(inv), str(play)],
-                                  env, self.base)
+                                  env, self.base, n)
         changed = [int(part.split("=")[1]) for line in out.splitlines() if " : ok=" in line
                    for part in line.split() if part.startswith("changed=")]
         if len(changed) != n or (kind == "noop") != (sum(changed) == 0):
@@ -222,14 +257,38 @@ class Bench:
         subdir = f"push-{tool}-{n}-{tag}"
         fn = getattr(self, tool)
         first = fn(n, subdir, "first")
+        first_cpu = self._cpu
         self.check_pushed(n, subdir)
         noop = fn(n, subdir, "noop")
-        self.samples += [Sample(tool, n, "first", first), Sample(tool, n, "noop", noop)]
-        print(f"  {tool:8} {n:>2} hosts  first {first:7.3f}s  no-op {noop:7.3f}s", flush=True)
+        self.samples += [Sample(tool, n, "first", first, *first_cpu), Sample(tool, n, "noop", noop, *self._cpu)]
+        print(f"  {tool:8} {n:>2} hosts  first {first:7.3f}s  no-op {noop:7.3f}s   "
+              f"(CPU: own {first_cpu[0]:.2f}/{self._cpu[0]:.2f}s, sshd {first_cpu[1]:.2f}/{self._cpu[1]:.2f}s)",
+              flush=True)
 
-    def median(self, tool: str, n: int, kind: str) -> float | None:
-        values = [s.seconds for s in self.samples if (s.tool, s.hosts, s.kind) == (tool, n, kind)]
+    def median(self, tool: str, n: int, kind: str, what: str = "seconds") -> float | None:
+        values = [getattr(s, what) for s in self.samples if (s.tool, s.hosts, s.kind) == (tool, n, kind)]
         return statistics.median(values) if values else None
+
+
+def stack_copy_from(tree: Path, dest: Path) -> Path:
+    """`make_stack_copy`, from another checkout of mmstack (``--baseline``)."""
+    from tests.support.stackcopy import STACK_PARTS
+
+    dest.mkdir(parents=True)
+    for part in STACK_PARTS:
+        src = tree / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / part)
+    return dest
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def push_spec(host_root: Path, source: Path) -> dict:
@@ -276,6 +335,28 @@ def report(bench: Bench, counts: list[int], tools: list[str]) -> tuple[list[str]
             cells += f"{first or float('nan'):11.3f}{noop or float('nan'):11.3f}"
         lines.append(f"  {tool:8} {cells}")
     big, one = max(counts), min(counts)
+    lines += ["", "CPU seconds per command (medians): the command's own (this machine) / all sshd servers'",
+              "(the hosts' side: key exchange, session processes, the fake nvidia-smi's sh and awk):"]
+    for tool in [t for t in tools if t in ("mmstack", "baseline")]:
+        cells = ""
+        for n in counts:
+            for kind in ("first", "noop"):
+                own, server = bench.median(tool, n, kind, "client_cpu"), bench.median(tool, n, kind, "server_cpu")
+                cells += f"  {n}h {kind}: {own or 0:.2f}/{server or 0:.2f}"
+        lines.append(f"  {tool:8}{cells}")
+        c1, c16 = bench.median(tool, one, "noop", "client_cpu"), bench.median(tool, big, "noop", "client_cpu")
+        s1, s16 = bench.median(tool, one, "noop", "server_cpu"), bench.median(tool, big, "noop", "server_cpu")
+        if c1 and c16 and s16 is not None and s1 is not None:
+            lines.append(f"  {'':8}  no-op, {big} hosts / {one}: own CPU {c16 / c1:.2f}x; sshd CPU per host "
+                         f"{1000 * s16 / big:.0f} ms ({1000 * s1 / one:.0f} ms at {one}); all CPU of the "
+                         f"{big}-host no-op on {os.cpu_count()} cores >= {(c16 + s16) / (os.cpu_count() or 1):.2f}s")
+    if "baseline" in tools:
+        lines += ["", "baseline (--baseline), same rounds:"]
+        for kind in ("noop", "first"):
+            r = ratio(bench.median("baseline", big, kind), bench.median("baseline", one, kind))
+            lines.append(f"  baseline {kind:5} {big} hosts / {one}: {r or float('nan'):.2f}   "
+                         f"({bench.median('baseline', one, kind) or float('nan'):.3f}s -> "
+                         f"{bench.median('baseline', big, kind) or float('nan'):.3f}s)")
     m = lambda tool, n, kind: bench.median(tool, n, kind)  # noqa: E731
     checks: list[tuple[str, float | None, float, bool, bool | None]] = []
 
@@ -314,6 +395,8 @@ def main() -> int:
     parser.add_argument("--peers-venv", default=str(REPO / ".venv-bench"))
     parser.add_argument("--tools", default="mmstack,pyinfra,ansible")
     parser.add_argument("--json", help="also write the medians and checks to this file")
+    parser.add_argument("--baseline", help="another mmstack tree (e.g. a clean checkout of the commit before a "
+                                           "change), run as tool 'baseline' in the same interleaved rounds")
     args = parser.parse_args()
     counts = sorted({int(x) for x in args.hosts.split(",")})
     missing = missing_tools()
@@ -323,10 +406,13 @@ def main() -> int:
     venv = Path(args.peers_venv)
     have = peers_available(venv)
     tools = [t for t in args.tools.split(",") if t == "mmstack" or have.get(t)]
+    if args.baseline:
+        tools.insert(1, "baseline")
     for t in args.tools.split(","):
         if t != "mmstack" and not have.get(t):
             print(f"note: {t} not found in {venv} (see the docstring to install it); left out")
-    rounds = {"mmstack": args.rounds, "pyinfra": args.peer_rounds, "ansible": args.ansible_rounds}
+    rounds = {"mmstack": args.rounds, "baseline": args.rounds, "pyinfra": args.peer_rounds,
+              "ansible": args.ansible_rounds}
 
     base = Path(tempfile.mkdtemp(prefix="mmstack-bench-peers-"))
     farm = SshdFarm(base / "farm", count=max(counts))
@@ -337,6 +423,12 @@ def main() -> int:
                        cwd=stack, check=True, capture_output=True, env=ENV)
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(stack / "tasks")], check=True, env=ENV)
         bench = Bench(base, farm, stack, base / "source", {}, venv / "bin" if any(have.values()) else None)
+        if args.baseline:
+            bench.baseline_stack = stack_copy_from(Path(args.baseline), base / "baseline-stack")
+            subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(bench.baseline_stack), "setup"],
+                           cwd=bench.baseline_stack, check=True, capture_output=True, env=ENV)
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(bench.baseline_stack / "tasks")],
+                           check=True, env=ENV)
         # The reference push: what mmstack deploys for production, then copied for the peers.
         bench.mmstack(1, "reference", "first")
         bench.spec = push_spec(Path(bench.target(farm.hosts[0], "reference")), bench.source)

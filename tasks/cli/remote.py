@@ -29,7 +29,6 @@ the docker SDK are imported inside task bodies only.
 from __future__ import annotations
 
 import threading
-from contextlib import nullcontext
 from typing import Any
 
 from invoke import Collection, Context, task
@@ -93,7 +92,7 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
     from ..remote.parallel import run_connected
     from ..remote.renders import reroot, stack_renders
     from ..engine.masking import masker
-    from ..remote.lock import host_lock
+    from ..remote.hostfacts import host_facts
     from ..remote.sync import host_backup_dir, sync_files
     from ..schema.steps import template_cache_dir
     from ..secrets.api import load_environment_secrets
@@ -120,15 +119,15 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
 
     def job(conn: Any, host: Any, hr: Any) -> None:
         environment = env or host.environment
-        facts = gather_gpu(conn, host)
-        hr.ok("gpu", gpu_summary(facts))
-        plan = gpu_plan(stack, environment, facts, host)
-        files = renders.files_for(host.name, environment, plan)
-        # Check mode reads only, so (as locally) it takes no lock.
-        with nullcontext() if check else host_lock(conn, host.stack_dir, timeout=lock_timeout):
+        # One channel: the lock (check mode reads only, so, as locally, it takes none), the GPU
+        # facts, then every file command; held until the block ends.
+        with host_facts(conn, host, lock=not check, lock_timeout=lock_timeout) as found:
+            hr.ok("gpu", gpu_summary(found.gpu))
+            plan = gpu_plan(stack, environment, found.gpu, host)
+            files = renders.files_for(host.name, environment, plan)
             changed = False
-            for result in sync_files(conn, reroot(files, run.stack, host.stack_dir), check=check,
-                                     diff=diff, host=host.name, backup_dir=host_backup_dir(host.stack_dir)):
+            for result in sync_files(found.shell, reroot(files, run.stack, found.root), check=check,
+                                     diff=diff, host=host.name, backup_dir=host_backup_dir(found.root)):
                 hr.add(result)
                 changed = changed or result.status is Status.CHANGED
             if stack_up is None:

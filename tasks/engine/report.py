@@ -10,9 +10,10 @@ parse it.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TextIO
 
@@ -39,8 +40,10 @@ class Result:
     host: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["status"] = self.status.value
+        # Field by field rather than dataclasses.asdict: a deploy's JSON holds every result of
+        # every host twice, and asdict's recursive deep copy was most of the cost.
+        out = {"item": self.item, "status": self.status.value, "message": self.message,
+               "diff": self.diff, "data": copy.deepcopy(self.data), "host": self.host}
         return {k: v for k, v in out.items() if v not in (None, "")}
 
 

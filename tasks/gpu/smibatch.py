@@ -59,7 +59,12 @@ def gather_via_smi_batch(c: Any) -> GpuFacts:
     """GPU facts from ONE command through ``c`` (a Fabric Connection, usually): every
     nvidia-smi query batched by `CMD_SMI_BATCH`, split by `parse_smi_batch`, decided by
     `facts_from_outputs` exactly as `smi.gather_via_smi` decides."""
-    result = c.run(CMD_SMI_BATCH, hide=True, warn=True, in_stream=False)
+    return facts_from_batch(c.run(CMD_SMI_BATCH, hide=True, warn=True, in_stream=False))
+
+
+def facts_from_batch(result: Any) -> GpuFacts:
+    """Pure: the facts from `CMD_SMI_BATCH`'s result (``stdout``, ``stderr``, ``exited``), however
+    it was run (`gather_via_smi_batch`, or sent ahead in a deploy's host shell)."""
     outputs = parse_smi_batch(result.stdout or "", result.stderr or "")
     if not outputs:
         # No section at all: the shell itself failed; say what it printed.

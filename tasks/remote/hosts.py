@@ -16,6 +16,7 @@ import logging
 import os
 import shlex
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,15 +135,43 @@ def connection_for(host: Host, config: Any = None, *, warn: Callable[[str], None
     if path.exists():
         try:
             # "system" keys are checked but never written back.
-            client.load_system_host_keys(str(path))
+            keys = known_host_keys(path)
         except (OSError, paramiko.SSHException) as exc:
             raise RemoteError(f"cannot read known_hosts: {exc}", file=str(path),
                               fix="fix or remove the malformed line") from None
+        if isinstance(getattr(client, "_system_host_keys", None), paramiko.HostKeys):
+            client._system_host_keys = keys  # read only there: one parse serves every host
+        else:
+            client.load_system_host_keys(str(path))
     if host.trust_host_key:
         client.set_missing_host_key_policy(TrustingPolicy(warn or _stderr_warn))
     else:
         client.set_missing_host_key_policy(VerifyingPolicy())
     return conn
+
+
+_KNOWN_HOSTS: dict[tuple[str, int, int], paramiko.HostKeys] = {}
+_KNOWN_HOSTS_LOCK = threading.Lock()
+
+
+def known_host_keys(path: Path) -> paramiko.HostKeys:
+    """``path`` parsed, once per run for all hosts (again only when the file changed).
+
+    paramiko parses known_hosts for each client; with many hosts, or a long known_hosts (every
+    line a key object), that was per-host work for the same answer. The parsed keys are only
+    looked up (`connection_for` hands them to paramiko as its "system" keys, which it never
+    writes), so one copy is shared.
+    """
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    with _KNOWN_HOSTS_LOCK:
+        keys = _KNOWN_HOSTS.get(key)
+        if keys is None:
+            keys = paramiko.HostKeys(str(path))
+            for stale in [k for k in _KNOWN_HOSTS if k[0] == key[0]]:
+                del _KNOWN_HOSTS[stale]
+            _KNOWN_HOSTS[key] = keys
+        return keys
 
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only

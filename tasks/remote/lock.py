@@ -4,6 +4,8 @@ While a deploy works on a host it holds an exclusive ``flock`` on the host's own
 through one SSH channel whose remote process (``flock ... cat``) lives exactly as long as the
 channel: closing it, or losing the connection, releases the lock. So two deploys to one host,
 or a deploy and an `mmstack` run on the host itself, never write its stack at the same time.
+A deploy takes the same lock in the channel of its `hostshell.HostShell`, which then also
+carries the deploy's commands (`hostfacts`).
 """
 
 from __future__ import annotations
@@ -19,15 +21,21 @@ from ..engine.layout import LOCK_FILE, STATE_DIR
 from .sync import shell_path
 
 LOCKED = "mmstack-locked"
-_BUSY = 75  # flock -E: the lock stayed busy for the whole wait
+BUSY = 75  # flock -E: the lock stayed busy for the whole wait
+_BUSY = BUSY
 
 
-def lock_command(stack_dir: str, timeout: float) -> str:
+def locked_command(stack_dir: str, timeout: float, command: str) -> str:
+    """``command`` (a constant shell word list) run under the stack's lock on the host, taken
+    within ``timeout`` seconds (exit `BUSY` otherwise); the lock lives as long as ``command``."""
     state = posixpath.join(stack_dir, STATE_DIR)
     path = posixpath.join(state, LOCK_FILE)
     return (f"mkdir -p -m 700 -- {shell_path(state)} && "
-            f"exec flock -x -E {_BUSY} -w {max(0.0, float(timeout)):g} {shell_path(path)} "
-            f"sh -c 'echo {LOCKED}; exec cat >/dev/null'")
+            f"exec flock -x -E {BUSY} -w {max(0.0, float(timeout)):g} {shell_path(path)} {command}")
+
+
+def lock_command(stack_dir: str, timeout: float) -> str:
+    return locked_command(stack_dir, timeout, f"sh -c 'echo {LOCKED}; exec cat >/dev/null'")
 
 
 @contextmanager

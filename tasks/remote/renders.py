@@ -13,11 +13,13 @@ The rendered bytes are the same a per-host rendering would give: `schema.steps` 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import posixpath
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from ..engine.files import DesiredFile
@@ -88,11 +90,20 @@ class SharedRenders:
 def reroot(files: Sequence[DesiredFile], local_root: Path, remote_root: str) -> list[DesiredFile]:
     """Move desired files from the local stack directory to the host's ``stack_dir``."""
     out = []
+    for f, rel in zip(files, relative_paths(tuple(files), local_root)):
+        out.append(dataclasses.replace(f, path=Path(posixpath.join(remote_root, rel))))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def relative_paths(files: tuple[DesiredFile, ...], local_root: Path) -> tuple[str, ...]:
+    """Each file's path under ``local_root``, POSIX-style; computed once per file set (every
+    host of the set shares it), not once per host."""
+    out = []
     for f in files:
         path = Path(f.path)
-        rel = path.relative_to(local_root) if path.is_absolute() else path
-        out.append(dataclasses.replace(f, path=Path(str(PurePosixPath(remote_root) / rel.as_posix()))))
-    return out
+        out.append((path.relative_to(local_root) if path.is_absolute() else path).as_posix())
+    return tuple(out)
 
 
 def stack_renders(stack: Any, secrets: Mapping[str, dict[str, str]],

@@ -128,23 +128,43 @@ def test_hosts_with_other_gpus_get_their_own_rendering(farm: SshdFarm, stack: Pa
     assert all(r["changed"] == 0 for r in again["hosts"]["recap"].values())
 
 
-def test_a_no_op_deploy_asks_each_host_three_commands(farm: SshdFarm, stack: Path, inventory_path: Path,
-                                                     capsys: pytest.CaptureFixture) -> None:
+def test_a_no_op_deploy_opens_one_channel_per_host(farm: SshdFarm, stack: Path, inventory_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
     run_deploy(stack, inventory_path, capsys)
     for host in farm.hosts:
         host.clear_log()
         (host.dir / "nvidia-smi.calls").unlink(missing_ok=True)
+    sent = record_shell_requests(monkeypatch)
     doc = run_deploy(stack, inventory_path, capsys)
     assert all(r["changed"] == 0 for r in doc["hosts"]["recap"].values())
     for host in farm.hosts:
-        commands = host.commands()
-        # The GPU facts, the host's stack lock (held for the rest), the file checksums.
-        assert len(commands) == 3, commands
-        assert sum("nvidia-smi" in c for c in commands) == 1
-        assert "flock -x" in commands[1] and "sha256sum" in commands[2]
+        # ONE channel: the host's stack lock, and in it the shell that answers everything else
+        # (no SFTP: nothing changed).
+        [command] = host.commands()
+        assert "flock -x" in command and command.endswith(" sh -s")
         calls = (host.dir / "nvidia-smi.calls").read_text().splitlines()
         assert any(c.startswith("--query-gpu=") for c in calls) and "topo -m" in calls
         assert "nvlink --status" in calls and "" in calls  # the plain table, for the CUDA version
+    # What the shells were asked: per host, the GPU facts once and the file checksums once.
+    assert len(sent) == 2 * len(farm.hosts)
+    assert sum("nvidia-smi" in c for c in sent) == len(farm.hosts)
+    assert sum("sha256sum" in c and "stat -L -c" in c for c in sent) == len(farm.hosts)
+
+
+def record_shell_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every command sent to a host shell (the real method still sends it)."""
+    from tasks.remote.hostshell import HostShell
+
+    sent: list[str] = []
+    real = HostShell.send
+
+    def recording(self, command: str) -> int:
+        sent.append(command)
+        return real(self, command)
+
+    monkeypatch.setattr(HostShell, "send", recording)
+    return sent
 
 
 def test_tcp_nodelay_is_set_on_the_real_ssh_socket(farm: SshdFarm, inventory: Inventory) -> None:
