@@ -425,6 +425,8 @@ def main() -> int:
         bench = Bench(base, farm, stack, base / "source", {}, venv / "bin" if any(have.values()) else None)
         if args.baseline:
             bench.baseline_stack = stack_copy_from(Path(args.baseline), base / "baseline-stack")
+            # The same secrets, so both trees push the same bytes (checked like every push).
+            shutil.copytree(stack / ".mmstack" / "secrets", bench.baseline_stack / ".mmstack" / "secrets")
             subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(bench.baseline_stack), "setup"],
                            cwd=bench.baseline_stack, check=True, capture_output=True, env=ENV)
             subprocess.run([sys.executable, "-m", "compileall", "-q", str(bench.baseline_stack / "tasks")],

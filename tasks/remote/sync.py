@@ -6,7 +6,8 @@
    mode differs / up to date.
 3. `apply_remote` creates directories (``mkdir -p``, 0700 for secret directories), writes each
    changed file over SFTP to a temp name in the same directory with its mode set *before* any
-   content is written, then renames every temp over its target with ``mv -f`` in one command.
+   content is written (`sftpbatch.write_files`: every file's requests sent ahead), then renames
+   every temp over its target with ``mv -f`` in one command.
 
 A file whose content changed is fetched first: when its body no longer matches the checksum in
 its own header it was edited by hand on the host, and (as locally) that copy is kept in the
@@ -245,18 +246,20 @@ def apply_remote(c: Any, changes: Sequence[RemoteChange], dirs: Sequence[DirChan
 
     renames: list[tuple[str, str]] = []
     chmods: list[RemoteChange] = []
-    sftp = None
+    uploads: list[tuple[str, bytes, int]] = []
+    for ch in changes:
+        final = remote_path(ch.desired)
+        if not ch.content_changed:
+            chmods.append(ch)
+            continue
+        tmp = temp_name(final)
+        renames.append((tmp, final))
+        uploads.append((sftp_path(tmp), ch.desired.content, ch.desired.mode))
     try:
-        for ch in changes:
-            final = remote_path(ch.desired)
-            if not ch.content_changed:
-                chmods.append(ch)
-                continue
-            if sftp is None:
-                sftp = c.sftp()
-            tmp = temp_name(final)
-            renames.append((tmp, final))
-            write_via_sftp(sftp, sftp_path(tmp), ch.desired.content, ch.desired.mode)
+        if uploads:  # SFTP only when some content changed; every file's requests sent ahead
+            from .sftpbatch import write_files
+
+            write_files(c.sftp(), uploads)
         steps = [f"mv -f -- {q(tmp)} {q(final)}" for tmp, final in renames]
         steps += [f"chmod {ch.desired.mode:o} -- {q(remote_path(ch.desired))}" for ch in chmods]
         if steps:
