@@ -10,7 +10,8 @@ n8n starts as the official image starts it: the image's entrypoint runs ``n8n`` 
 N8N_RELEASE_TYPE=stable, and n8n keeps its settings in $HOME/.n8n (the stack's n8n-data volume).
 Here HOME is ``home`` (a directory of the test), so the settings file lands in ``home/.n8n``.
 The environment is ``env`` on top of that minimal base: nothing of the caller's leaks in. Only
-N8N_PORT and N8N_LISTEN_ADDRESS are added, to put it on a free loopback port.
+N8N_PORT, N8N_LISTEN_ADDRESS and N8N_RUNNERS_BROKER_PORT are added, to put it (and its task
+broker) on free loopback ports.
 
 Without the install the test is skipped, or fails where ``CI=true`` (.ci/run builds it).
 """
@@ -100,7 +101,10 @@ class N8n:
 def n8n_environment(env: Mapping[str, str], home: Path, port: int) -> dict[str, str]:
     base = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
             "TMPDIR": str(home / "tmp"), **IMAGE_ENV}
-    return {**base, **env, "N8N_PORT": str(port), "N8N_LISTEN_ADDRESS": "127.0.0.1"}
+    # The task broker (n8n's internal runner connects to it) listens on 127.0.0.1:5679 by default:
+    # alone in the container there, but two n8n processes on one host need two ports.
+    return {**base, **env, "N8N_PORT": str(port), "N8N_LISTEN_ADDRESS": "127.0.0.1",
+            "N8N_RUNNERS_BROKER_PORT": str(free_port())}
 
 
 @contextmanager

@@ -49,7 +49,9 @@ def n8n_database(t: Any, p: Any) -> str:
                   stdin=t.secrets[db["password"]] + "\n")
     got = done.stdout.strip()
     if done.exited != 0 or not got.isdigit() or int(got) == 0:
-        why = done.output.splitlines()[-1] if done.output else f"exit {done.exited}"
+        lines = done.output.splitlines()
+        # psql's message is its ERROR/error line; LINE and caret lines follow it.
+        why = next((ln.strip() for ln in lines if "error" in ln.lower()), lines[-1] if lines else f"exit {done.exited}")
         if 'relation "migrations" does not exist' in why:
             fix = (f"n8n did not migrate into PostgreSQL: DB_TYPE=postgresdb and DB_POSTGRESDB_* must be in "
                    f"env/{t.env}/n8n.env ({restart_fix(t, 'n8n')})")
