@@ -61,10 +61,12 @@ mkdir -p "$work/top"
 cat > "$work/top/Dockerfile" <<DOCKERFILE
 FROM $APP_REF
 USER root
-# bin/n8n finds node and n8n relative to its own path: call it there, not through a link.
+# bin/n8n finds node and n8n relative to its own path: call it there, not through a link. node
+# must be on PATH too: n8n spawns its JS task runner as `node` (the official image has
+# /usr/local/bin/node).
 RUN rm -f /usr/local/bin/n8n
 ENV NODE_ENV=production N8N_RELEASE_TYPE=stable HOME=/home/node \\
-    PATH=$app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+    PATH=$app/node/bin:$app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 USER node
 WORKDIR /home/node
 EXPOSE 5678

@@ -99,7 +99,10 @@ class N8n:
 
 
 def n8n_environment(env: Mapping[str, str], home: Path, port: int) -> dict[str, str]:
-    base = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
+    # The install's node first: n8n spawns its JS task runner as `node` from PATH (the image has
+    # node 24 in /usr/local/bin), and this host's own node is older.
+    node_bin = require_n8n() / "node" / "bin"
+    base = {"PATH": f"{node_bin}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
             "TMPDIR": str(home / "tmp"), **IMAGE_ENV}
     # The task broker (n8n's internal runner connects to it) listens on 127.0.0.1:5679 by default:
     # alone in the container there, but two n8n processes on one host need two ports.
