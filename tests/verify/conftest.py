@@ -22,19 +22,30 @@ from tests.verify.stack import write_verify_settings
 
 REPO = Path(__file__).resolve().parents[2]
 PYAPPS_SCRIPT = REPO / "tests" / "images" / "pyapps.sh"
+N8N_SCRIPT = REPO / "tests" / "images" / "n8n-image.sh"
+
+
+def built_image(script: Path) -> str:
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=1800,
+                          stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        reason = f"{script.name} failed: {proc.stderr.strip()[-600:]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return proc.stdout.strip().split("=", 1)[1]
 
 
 @pytest.fixture(scope="session")
 def pyapps_image(test_images: dict[str, str]) -> str:
     """mmstack-test/pyapps:1 (tests/images/pyapps.sh builds it from the cached app venvs)."""
-    proc = subprocess.run(["bash", str(PYAPPS_SCRIPT)], capture_output=True, text=True, timeout=1800,
-                          stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        reason = f"{PYAPPS_SCRIPT.name} failed: {proc.stderr.strip()[-600:]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    return proc.stdout.strip().split("=", 1)[1]
+    return built_image(PYAPPS_SCRIPT)
+
+
+@pytest.fixture(scope="session")
+def n8n_image(test_images: dict[str, str]) -> str:
+    """mmstack-test/n8n:1 (tests/images/n8n-image.sh builds it from the cached n8n install)."""
+    return built_image(N8N_SCRIPT)
 
 
 class VerifyStack(LiveStack):
@@ -71,12 +82,12 @@ def failed(doc: dict[str, Any]) -> set[str]:
 
 @pytest.fixture(scope="module")
 def verify_stack(tmp_path_factory: pytest.TempPathFactory, docker_client: Any, test_images: dict[str, str],
-                 pyapps_image: str) -> Iterator[VerifyStack]:
+                 pyapps_image: str, n8n_image: str) -> Iterator[VerifyStack]:
     root = make_stack_copy(tmp_path_factory.mktemp("verify") / "stack")
     token = uuid.uuid4().hex[:8]
     project = f"mmsvf{token}"
     offset = pick_offset(root, int(token, 16) + 3000)
-    write_verify_settings(root, project, offset, test_images, pyapps_image)
+    write_verify_settings(root, project, offset, test_images, pyapps_image, n8n_image)
     stack = VerifyStack(root, project, offset, docker_client)
     try:
         stack.inv_ok("setup", "--env", "development")

@@ -6,6 +6,9 @@ stand-ins), with the services the checks reach run by mmstack-test/pyapps:1 inst
 * vLLM, Qdrant, MinIO: stand-ins following the real APIs (pyapps/standins/), vLLM's from the
   command mmstack generates. Development runs vLLM here with ``vllm_device: cpu`` (its CPU
   command), so the whole LLM path runs: LiteLLM -> vLLM's address on the stack network.
+
+n8n is the real n8n 2.41.1 in mmstack-test/n8n:1 (tests/images/n8n-image.sh), with the generated
+env file and the schema's readiness healthcheck (polled fast: its first start migrates PostgreSQL).
 """
 
 from __future__ import annotations
@@ -25,9 +28,14 @@ def live(port: int, path: str) -> list[str]:
 
 
 def verify_settings(schema: dict[str, Any], project: str, offset: int, images: dict[str, str],
-                    pyapps: str) -> dict[str, Any]:
+                    pyapps: str, n8n: str) -> dict[str, Any]:
     settings = test_settings(schema, project, offset, images)
     services = settings["overrides"]["services"]
+    settings["images"]["n8n"] = n8n
+    hc = schema["services"]["n8n"]["healthcheck"]
+    services["n8n"] = {"resources": {"cpus": 1.0, "memory": "1g"},
+                       "healthcheck": {"$replace": {"test": live(hc["port"], hc["path"]), "interval": "2s",
+                                                    "timeout": "3s", "retries": 300, "start_period": "0s"}}}
     for name, app in PYAPPS.items():
         settings["images"][name] = pyapps
         spec = schema["services"][name]
@@ -45,7 +53,8 @@ def verify_settings(schema: dict[str, Any], project: str, offset: int, images: d
     return settings
 
 
-def write_verify_settings(root: Path, project: str, offset: int, images: dict[str, str], pyapps: str) -> None:
+def write_verify_settings(root: Path, project: str, offset: int, images: dict[str, str], pyapps: str,
+                          n8n: str) -> None:
     schema_path = root / "schemas" / "compose-schema.yaml"
     schema = yaml.safe_load(schema_path.read_text())
     # vLLM's CPU build runs without a GPU reservation: development then runs vLLM too.
@@ -54,5 +63,5 @@ def write_verify_settings(root: Path, project: str, offset: int, images: dict[st
         "    settings: {log_level: debug, bind_address: 127.0.0.1, vllm_device: cpu}", 1)
     assert "vllm_device: cpu" in text
     schema_path.write_text(text)
-    (root / "mmstack.yaml").write_text(yaml.safe_dump(verify_settings(schema, project, offset, images, pyapps),
+    (root / "mmstack.yaml").write_text(yaml.safe_dump(verify_settings(schema, project, offset, images, pyapps, n8n),
                                                       sort_keys=False))

@@ -1,5 +1,5 @@
 """`inv verify` on a running stack, end to end: the real Docker engine, the real PostgreSQL and
-Redis images, the real LiteLLM proxy and Open WebUI in front of a vLLM stand-in at vLLM's
+Redis images, the real LiteLLM proxy, Open WebUI and n8n, in front of a vLLM stand-in at vLLM's
 address (tests/verify/stack.py). Every check passes on the stack as mmstack made it; each
 break, made behind mmstack's back, fails exactly the check that guards it, with its fix."""
 
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 PASSING = {"litellm/models", "litellm/chat", "vllm/models", "openwebui/admin", "openwebui/models",
            "redis/auth", "qdrant/vectors", "minio/objects multimodal-worker:media",
-           "minio/objects search-engine:documents",
+           "minio/objects search-engine:documents", "n8n/ready", "n8n/database",
            *(f"postgres/login {s}" for s in ("ai-agents", "litellm", "memory-system", "multimodal-worker",
                                               "n8n", "user-management"))}
 NOT_HERE = {"prometheus/targets", "grafana/datasources", "elasticsearch/health", "elasticsearch/logs"}
