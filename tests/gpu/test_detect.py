@@ -247,7 +247,7 @@ def test_configure_gpu_writes_the_plan_idempotently(stack: Path, tmp_path: Path)
 
     code, out, err = run_task(["configure-gpu", "--facts", str(facts), "--no-generate"])
     assert code == 0, err
-    assert "RECAP ok=0 changed=1" in out
+    assert "RECAP ok=1 changed=1" in out  # validate-schema, then the plan
     assert stat.S_IMODE(plan_path.stat().st_mode) == 0o600
     saved = json.loads(plan_path.read_text())
     assert saved["vllm_device_ids"] == [UUID0, UUID1] and saved["tensor_parallel"] == 2
@@ -257,7 +257,7 @@ def test_configure_gpu_writes_the_plan_idempotently(stack: Path, tmp_path: Path)
     mtime = plan_path.stat().st_mtime_ns
 
     code, out, _ = run_task(["configure-gpu", "--facts", str(facts), "--no-generate"])
-    assert code == 0 and "RECAP ok=1 changed=0" in out
+    assert code == 0 and "RECAP ok=2 changed=0" in out
     assert plan_path.stat().st_mtime_ns == mtime
 
     code, out, _ = run_task(["configure-gpu", "--facts", str(facts), "--no-generate", "--check",
@@ -306,20 +306,41 @@ def test_configure_gpu_cpu_only_host(stack: Path, tmp_path: Path) -> None:
     assert any("the GPU environments will not start on this host" in m for m in plan["messages"])
 
 
-def test_configure_gpu_feeds_the_generation_hook(stack: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.schema.steps as steps
-
-    seen: list[dict] = []
-    monkeypatch.setattr(steps, "generate_after_gpu_plan", lambda run, gpu_plan=None: seen.append(gpu_plan))
+def test_configure_gpu_check_mode_diffs_the_planned_overlay(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Check mode saves no plan, yet the compose diff shows what the new plan makes."""
+    stack = _set_up_stack(tmp_path, monkeypatch)
     facts = _facts_file(tmp_path, dual_3090())
-    code, _, err = run_task(["configure-gpu", "--facts", str(facts), "--check"])
-    assert code == 0, err
-    assert len(seen) == 1 and seen[0]["vllm_device_ids"] == [UUID0, UUID1]
+    before = (stack / "compose.gpu.yml").read_bytes()
+    code, out, err = run_task(["configure-gpu", "--facts", str(facts), "--check", "--diff"])
+    assert code == 0, out + err
+    assert "changed (check): [compose.gpu.yml]" in out
+    assert any(line.startswith("+") and UUID0 in line for line in out.splitlines())
+    assert (stack / "compose.gpu.yml").read_bytes() == before
+    assert not (stack / ".mmstack" / "gpu-plan.json").exists()
 
 
-def test_configure_then_generate_on_a_real_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The plan reaches compose.gpu.yml (device_ids) and env/gpu/vllm.env; a re-run changes nothing."""
+def test_a_plan_compose_refuses_stops_configure_gpu_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan feeds device_ids into compose.gpu.yml; a value there that Compose refuses (here a
+    GPU id that is a broken interpolation) stops the run before the plan or any file is written,
+    as `inv setup` stops before writing what Compose would refuse."""
+    stack = _set_up_stack(tmp_path, monkeypatch)
+    fake = dual_3090()
+    fake.gpus[1].uuid = "GPU-${broken"
+    facts = _facts_file(tmp_path, fake)
+    snapshot = _tree(stack)
+
+    code, out, err = run_task(["configure-gpu", "--facts", str(facts)])
+
+    assert code == 1, out + err
+    assert "Compose refuses the generated files of environment" in err and "Traceback" not in err
+    assert "fix:" in err
+    assert _tree(stack) == snapshot, "nothing may be written"
+    assert not (stack / ".mmstack" / "gpu-plan.json").exists()
+
+
+def _set_up_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from invoke import Program
 
     from tasks.cli.root import ns as root_ns
@@ -333,6 +354,18 @@ def test_configure_then_generate_on_a_real_stack(tmp_path: Path, monkeypatch: py
         Program(namespace=root_ns, name="inv").run(["inv", "setup"], exit=True)
     except SystemExit as exc:
         assert not exc.code, "setup failed"
+    return stack
+
+
+def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``root`` (caches aside) with its bytes and mtime."""
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file() and "cache" not in p.parts}
+
+
+def test_configure_then_generate_on_a_real_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan reaches compose.gpu.yml (device_ids) and env/gpu/vllm.env; a re-run changes nothing."""
+    stack = _set_up_stack(tmp_path, monkeypatch)
     facts = _facts_file(tmp_path, dual_3090())
     code, out, err = run_task(["configure-gpu", "--facts", str(facts)])
     assert code == 0, out + err
@@ -353,10 +386,8 @@ def test_configure_then_generate_on_a_real_stack(tmp_path: Path, monkeypatch: py
     assert json.loads(out)["recap"]["changed"] == 0
 
 
-def test_start_gpu_auto(stack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.schema.steps as steps
-
-    monkeypatch.setattr(steps, "generate_after_gpu_plan", lambda run, gpu_plan=None: None)
+def test_start_gpu_auto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_up_stack(tmp_path, monkeypatch)
     use_nvml(monkeypatch, dual_3090())
     code, out, _ = run_task(["start-gpu-auto", "--check"])
     assert code == 0 and "skipped: [start gpu] check mode: nothing started" in out
