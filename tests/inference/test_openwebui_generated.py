@@ -31,9 +31,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.litellm_proxy import free_port, require_litellm, run_litellm
+from tests.support.litellm_proxy import require_litellm, run_litellm
 from tests.support.openai_standin import OpenAIStandin
-from tests.support.openwebui import WebUIURL, require_openwebui, run_openwebui
+from tests.support.openwebui import require_openwebui, run_openwebui
+from tests.support.realapp import AppURL, free_port
 from tests.support.stackcopy import make_stack_copy, run_inv
 
 pytestmark = pytest.mark.slow
@@ -76,9 +77,9 @@ class WebUI:
         self.port = free_port()
         self.starts = 0
         self._stack = ExitStack()
-        self.url: WebUIURL = self._start()
+        self.url: AppURL = self._start()
 
-    def _start(self) -> WebUIURL:
+    def _start(self) -> AppURL:
         self.starts += 1
         return self._stack.enter_context(run_openwebui(self.env, self.data_dir, port=self.port))
 
