@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import docker
 
 DOCKER_FIXTURES = frozenset({"docker_client", "docker_engine", "test_images"})
 
@@ -30,7 +34,7 @@ def unavailable(reason: str, fix: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def docker_client() -> Iterator["docker.DockerClient"]:  # noqa: F821
+def docker_client() -> Iterator["docker.DockerClient"]:
     """A client for the reachable Docker engine (DOCKER_HOST or /var/run/docker.sock)."""
     try:
         import docker
@@ -49,13 +53,13 @@ def docker_client() -> Iterator["docker.DockerClient"]:  # noqa: F821
 
 
 @pytest.fixture(scope="session")
-def docker_engine(docker_client: "docker.DockerClient") -> "docker.DockerClient":  # noqa: F821
+def docker_engine(docker_client: "docker.DockerClient") -> "docker.DockerClient":
     """Alias of ``docker_client``."""
     return docker_client
 
 
 @pytest.fixture(scope="session")
-def test_images(docker_client: "docker.DockerClient") -> dict[str, str]:  # noqa: F821
+def test_images(docker_client: "docker.DockerClient") -> dict[str, str]:
     """The local test images, ``{"postgres", "redis", "standin"} -> ref`` (tests/images/)."""
     from tests.support.images import TestImageError, ensure_test_images
 
