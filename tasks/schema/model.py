@@ -17,7 +17,7 @@ from ..engine.cache import ContentCache, code_fingerprint, fingerprint
 from ..engine.errors import MmstackError, MultiError, SchemaError
 from . import composerules, rules
 from .merge import MergeError, merge, resolve_operators
-from .yamlsrc import KeyPath, YamlSource, cerberus_error_paths, load_yaml
+from .yamlsrc import KeyPath, YamlSource, cerberus_error_paths, display_name, load_yaml
 
 SCHEMA_PATH = Path("schemas/compose-schema.yaml")
 SETTINGS_PATH = Path("mmstack.yaml")
@@ -248,11 +248,11 @@ def load_stack(root: Path, schema_path: Path | None = None, settings_path: Path 
     """
     root = Path(root)
     schema_file = schema_path or root / SCHEMA_PATH
-    source = load_yaml(schema_file, _display(schema_file, root))
+    source = load_yaml(schema_file, display_name(schema_file, root))
     settings_source = None
     settings_file = settings_path or root / SETTINGS_PATH
     if settings_file.exists():
-        settings_source = load_yaml(settings_file, _display(settings_file, root))
+        settings_source = load_yaml(settings_file, display_name(settings_file, root))
 
     cache_key = None
     if cache is not None:
@@ -325,16 +325,6 @@ def validation_cache(state_dir: Path | None, *, writable: bool) -> "ContentCache
 
     code = code_fingerprint([rules, merge_module, yamlsrc, composerules, sys.modules[__name__]])
     return ContentCache(state_dir, "schema-valid", code, writable=writable)
-
-
-def _display(path: Path, root: Path) -> str:
-    import os
-
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except (ValueError, RuntimeError, OSError):  # RuntimeError: a symlink loop (Python 3.11)
-        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
-        return str(path) if rel.startswith("..") else rel
 
 
 _VALIDATORS: dict[int, Any] = {}

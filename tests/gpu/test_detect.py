@@ -16,6 +16,7 @@ from invoke import MockContext, Result
 from tasks.gpu import detect, nvml, smi
 from tasks.gpu.facts import cpu_only
 from tests.gpu.fakes import FIXTURES, REPO, FakeGpu, FakeNvml, dual_3090, run_task
+from tests.support.stackcopy import snapshot
 
 UUID0 = "GPU-1aff65f8-8897-eaee-29e4-6871ef7491a0"
 UUID1 = "GPU-fef3f583-99bd-ac7f-c761-eddb679067e0"
@@ -329,38 +330,26 @@ def test_a_plan_compose_refuses_stops_configure_gpu_before_anything_is_written(
     fake = dual_3090()
     fake.gpus[1].uuid = "GPU-${broken"
     facts = _facts_file(tmp_path, fake)
-    snapshot = _tree(stack)
+    before = snapshot(stack)
 
     code, out, err = run_task(["configure-gpu", "--facts", str(facts)])
 
     assert code == 1, out + err
     assert "Compose refuses the generated files of environment" in err and "Traceback" not in err
     assert "fix:" in err
-    assert _tree(stack) == snapshot, "nothing may be written"
+    assert snapshot(stack) == before, "nothing may be written"
     assert not (stack / ".mmstack" / "gpu-plan.json").exists()
 
 
 def _set_up_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from invoke import Program
+    """A stack copy after `inv setup`, which the in-process tasks below act on (MMSTACK_DIR)."""
+    from tests.support.stackcopy import set_up_copy
 
-    from tasks.cli.root import ns as root_ns
-    from tests.support.stackcopy import make_stack_copy
-
-    stack = make_stack_copy(tmp_path / "stack")
+    stack = set_up_copy(tmp_path / "stack")
     monkeypatch.setenv("MMSTACK_DIR", str(stack))
     for var in ("MMSTACK_SECRETS_KEY", "MMSTACK_TEST_SECRETS_KEY"):
         monkeypatch.delenv(var, raising=False)
-    try:
-        Program(namespace=root_ns, name="inv").run(["inv", "setup"], exit=True)
-    except SystemExit as exc:
-        assert not exc.code, "setup failed"
     return stack
-
-
-def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file under ``root`` (caches aside) with its bytes and mtime."""
-    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file() and "cache" not in p.parts}
 
 
 def test_configure_then_generate_on_a_real_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
