@@ -15,6 +15,7 @@ from __future__ import annotations
 import json as jsonlib
 import re
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,17 +24,16 @@ from invoke import Collection, Context, task
 from ..engine.errors import ConfigError, GpuError
 from ..engine.run import Run, boundary, config_value, resolve, stack_dir_of
 from ..engine.settings import defaults_for
+from ..gpu.plan import PlanOverrides
 
 if TYPE_CHECKING:
     from ..remote.inventory import Host
     from ..gpu.facts import GpuFacts
 
 GPU_ENVIRONMENT = "gpu"
-# Config keys under mmstack.gpu that feed the planner (PlanOverrides field names).
-PLAN_KEYS = ("tensor_parallel", "pipeline_parallel", "memory_utilization", "max_model_len", "p2p",
-             "gpus", "model_weights_gib", "kv_bytes_per_token", "max_model_len_cap", "attention_heads",
-             "min_concurrent_seqs", "overhead_mib", "base_utilization", "display_utilization",
-             "shared_utilization", "busy_fraction", "idle_used_mib", "headroom_mib")
+# Config keys under mmstack.gpu that feed the planner: its overrides, less the model (--model,
+# or the gpu environment's, resolved from the schema).
+PLAN_KEYS = tuple(f.name for f in fields(PlanOverrides) if f.name != "model")
 
 
 def _gather(c: Context, source: str | None, host: str | None) -> "GpuFacts":

@@ -45,6 +45,16 @@ MAX_EXHAUSTIVE = 16  # up to this many candidate GPUs, every subset is scored
 MiB = 2**20
 
 
+# What the overrides below take: the planner's own checks and the inventory's (a host's gpu:
+# vars, remote/inventorycheck.py) read these, so both refuse the same values.
+WHOLE_NUMBER_SETTINGS = ("tensor_parallel", "pipeline_parallel", "max_model_len", "attention_heads",
+                         "kv_bytes_per_token", "max_model_len_cap", "min_concurrent_seqs",
+                         "overhead_mib", "idle_used_mib", "headroom_mib")
+FRACTION_SETTINGS = {"memory_utilization": (0.05, 0.99), "base_utilization": (0.05, 0.99),
+                     "display_utilization": (0.05, 0.99), "shared_utilization": (0.05, 0.99),
+                     "busy_fraction": (0.0, 1.0)}
+
+
 @dataclass(frozen=True)
 class PlanOverrides:
     """What the user asks for (argument > config ``mmstack.gpu.*`` > these defaults)."""
@@ -109,13 +119,16 @@ class PlanOverrides:
                       headroom_mib=int(self.headroom_mib),
                       model_weights_gib=float(self.model_weights_gib),
                       attention_heads=_pos_int(self.attention_heads, "attention_heads"))
-        if out.memory_utilization is not None:
-            mu = float(out.memory_utilization)
-            if not 0.05 <= mu <= 0.99:
-                raise ConfigError(f"memory utilization must be between 0.05 and 0.99, not {mu}",
-                                  key_path="mmstack.gpu.memory_utilization",
+        for name, (low, high) in FRACTION_SETTINGS.items():
+            value = getattr(out, name)
+            if value is None:
+                continue
+            value = float(value)
+            if not low <= value <= high:
+                raise ConfigError(f"{name.replace('_', ' ')} must be between {low} and {high}, not {value}",
+                                  key_path=f"mmstack.gpu.{name}",
                                   fix="give a fraction of each GPU's memory, e.g. 0.85")
-            out = replace(out, memory_utilization=mu)
+            out = replace(out, **{name: value})
         return out
 
 

@@ -154,3 +154,20 @@ def test_plan_invariants(facts: GpuFacts, p2p: str) -> None:
     # smaller one.
     if all_nv:
         assert plan.link == "nvlink"
+
+
+@pytest.mark.parametrize("key, value", [("base_utilization", 1.5), ("busy_fraction", -0.1),
+                                        ("memory_utilization", 0.995)])
+def test_a_fraction_out_of_range_is_refused_as_the_inventory_refuses_it(key: str, value: float) -> None:
+    """configure-gpu's config (mmstack.gpu.*) and a host's gpu: vars in the inventory take the
+    same values: one table of what each setting takes (gpu/plan.py)."""
+    from tasks.engine.errors import ConfigError
+    from tasks.gpu.plan import P2P_MODES, PlanOverrides
+    from tasks.remote.inventorycheck import gpu_problem
+
+    with pytest.raises(ConfigError) as caught:
+        PlanOverrides.from_mapping({key: value})
+    assert caught.value.key_path == f"mmstack.gpu.{key}"
+    assert "must be between" in caught.value.message
+    inventory_says = gpu_problem(key, value, P2P_MODES)
+    assert inventory_says is not None and "must be between" in inventory_says[0]
