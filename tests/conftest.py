@@ -14,23 +14,17 @@ Folders add their own fixtures in ``tests/<area>/conftest.py``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.needs import unavailable
+
 if TYPE_CHECKING:
     import docker
 
 DOCKER_FIXTURES = frozenset({"docker_client", "docker_engine", "test_images"})
-
-
-def unavailable(reason: str, fix: str) -> None:
-    """Skip, or fail on CI, because a tool the test needs is not there."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}: CI must run the Docker tests ({fix})", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from invoke import MockContext, Result
 from tasks.gpu import detect, nvml, smi
 from tasks.gpu.facts import cpu_only
 from tests.gpu.fakes import FIXTURES, REPO, FakeGpu, FakeNvml, dual_3090, run_task
+from tests.support.needs import unavailable
 from tests.support.stackcopy import snapshot
 
 UUID0 = "GPU-1aff65f8-8897-eaee-29e4-6871ef7491a0"
@@ -146,7 +147,7 @@ def test_the_real_pynvml_boundary_reports_this_machine() -> None:
 # -- source selection -----------------------------------------------------------------------------
 def test_auto_falls_back_to_smi_when_nvml_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     if not FIXTURES.is_dir():
-        pytest.skip("no GPU fixtures")
+        unavailable(f"no GPU fixtures at {FIXTURES}", "check out shared/ beside the repository")
     use_nvml(monkeypatch, FakeNvml(fail={"init": nvml.LIBRARY_NOT_FOUND}))
     c = MockContext(run={
         smi.CMD_QUERY: Result("", exited=9), smi.CMD_TABLE: Result((FIXTURES / "smi-2x3090-nvlink-noprocs.txt").read_text()),
@@ -212,7 +213,7 @@ def test_detect_gpu_nvml_errors_exit_0_cpu_only(stack: Path, monkeypatch: pytest
 
 def test_detect_gpu_source_smi_through_the_context(stack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not FIXTURES.is_dir():
-        pytest.skip("no GPU fixtures")
+        unavailable(f"no GPU fixtures at {FIXTURES}", "check out shared/ beside the repository")
     query = (FIXTURES / "query-csv-8xquadrortx6000.txt").read_text()
     canned = MockContext(run={smi.CMD_QUERY: Result(query), smi.CMD_TABLE: Result("", exited=1),
                               smi.CMD_TOPO: Result((FIXTURES / "topo-8xquadrortx6000-pix-pxb-ansi.txt").read_text()),

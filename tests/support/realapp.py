@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.support.needs import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 REALAPPS = REPO / "tests" / "realapps"
@@ -86,12 +86,7 @@ def require_venv(script: Path, what: str) -> Path:
     python = venv_python(script)
     if python is not None:
         return python
-    reason = f"the {what} venv is not built"
-    fix = f"run as root: bash {script.relative_to(REPO)}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}: CI must run the real-app tests ({fix})", pytrace=False)
-    pytest.skip(f"{reason} ({fix})")
-    raise AssertionError("unreachable")
+    unavailable(f"the {what} venv is not built", f"run as root: bash {script.relative_to(REPO)}")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
