@@ -26,7 +26,7 @@ from .engine.run import Run
 
 if TYPE_CHECKING:
     from .gpu.facts import GpuFacts
-    from .gpu.plan import GpuPlan
+    from .gpu.planfile import GpuPlan
 
 
 def setup_chain(run: Run, env: str | None = None, stack: Any = None) -> None:

@@ -24,7 +24,7 @@ from invoke import Collection, Context, task
 from ..engine.errors import ConfigError, GpuError
 from ..engine.run import Run, boundary, config_value, resolve, stack_dir_of
 from ..engine.settings import defaults_for
-from ..gpu.plan import PlanOverrides
+from ..gpu.overrides import PlanOverrides
 
 if TYPE_CHECKING:
     from ..remote.inventory import Host

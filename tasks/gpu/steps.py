@@ -13,7 +13,7 @@ from typing import Any
 from ..engine.errors import MmstackError
 from ..engine.run import Run
 from .facts import GpuFacts
-from .plan import GpuPlan
+from .planfile import GpuPlan
 
 
 def report_facts_step(run: Run, facts: GpuFacts) -> None:
@@ -32,7 +32,8 @@ def report_facts_step(run: Run, facts: GpuFacts) -> None:
 def plan_step(run: Run, facts: GpuFacts, overrides: dict[str, Any]) -> GpuPlan:
     """The plan for ``facts`` (refining the saved one), put in the JSON output; nothing is
     written or shown yet (`save_plan_step` shows it with its item)."""
-    from .plan import load_saved_plan, plan_gpus
+    from .plan import plan_gpus
+    from .planfile import load_saved_plan
 
     try:
         previous = load_saved_plan(run.state_dir)
@@ -48,7 +49,7 @@ def save_plan_step(run: Run, plan: GpuPlan) -> int:
     """Show the plan and write it to the state directory (idempotent: an equal plan is ok)."""
     from ..engine.files import DesiredFile, converge_files
     from ..engine.layout import state_path
-    from .plan import PLAN_FILE
+    from .planfile import PLAN_FILE
     from .render import plan_summary
 
     run.reporter.task("configure-gpu")

@@ -76,7 +76,7 @@ def _looks_ipv6(address: str) -> bool:
 
 def value_errors(src: YamlSource, root: Path) -> list[MmstackError]:
     """Problems in the values of one (shape-valid) inventory document."""
-    from ..gpu.plan import P2P_MODES
+    from ..gpu.overrides import P2P_MODES
 
     data = src.data if isinstance(src.data, dict) else {}
     out: list[MmstackError] = []
@@ -94,7 +94,7 @@ def value_errors(src: YamlSource, root: Path) -> list[MmstackError]:
 
 def gpu_problem(key: str, value: Any, p2p_modes: dict[str, str]) -> tuple[str, str] | None:
     """What is wrong with one planner override in an inventory (the planner says what each takes)."""
-    from ..gpu.plan import FRACTION_SETTINGS, WHOLE_NUMBER_SETTINGS
+    from ..gpu.overrides import FRACTION_SETTINGS, WHOLE_NUMBER_SETTINGS
 
     if value is None:
         return None

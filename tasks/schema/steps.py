@@ -59,7 +59,7 @@ def validate_schema_step(run: Run, use_cache: bool = True,
 def load_gpu_plan(state_dir: Path) -> dict[str, Any] | None:
     """The plan `inv configure-gpu` saved, as a dict (None when GPUs were never configured);
     read by the GPU package's one loader."""
-    from ..gpu.plan import load_saved_plan
+    from ..gpu.planfile import load_saved_plan
 
     plan = load_saved_plan(state_dir)
     return plan.to_dict() if plan is not None else None

@@ -23,7 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tasks.gpu.facts import GpuFacts
-from tasks.gpu.plan import PlanOverrides, plan_gpus
+from tasks.gpu.overrides import PlanOverrides
+from tasks.gpu.plan import plan_gpus
 from tasks.schema.logging import CONFIG_FILES
 from tasks.schema.configfiles import (
     databases,

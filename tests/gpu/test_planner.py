@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from tasks.engine import errors
 from tasks.gpu.facts import Gpu, GpuFacts, LinkLevel, TopoLink
-from tasks.gpu.plan import GpuPlan, PlanOverrides, load_saved_plan, plan_gpus
+from tasks.gpu.overrides import PlanOverrides
+from tasks.gpu.plan import plan_gpus
+from tasks.gpu.planfile import GpuPlan, load_saved_plan
 
 PLANS = sorted((Path(__file__).parent / "plans").glob("*.json"))
 SPECIAL = {"env", "env_absent", "worker_env", "messages_contain", "messages_absent", "error",
@@ -160,9 +162,9 @@ def test_plan_invariants(facts: GpuFacts, p2p: str) -> None:
                                         ("memory_utilization", 0.995)])
 def test_a_fraction_out_of_range_is_refused_as_the_inventory_refuses_it(key: str, value: float) -> None:
     """configure-gpu's config (mmstack.gpu.*) and a host's gpu: vars in the inventory take the
-    same values: one table of what each setting takes (gpu/plan.py)."""
+    same values: one table of what each setting takes (gpu/overrides.py)."""
     from tasks.engine.errors import ConfigError
-    from tasks.gpu.plan import P2P_MODES, PlanOverrides
+    from tasks.gpu.overrides import P2P_MODES, PlanOverrides
     from tasks.remote.inventorycheck import gpu_problem
 
     with pytest.raises(ConfigError) as caught:
