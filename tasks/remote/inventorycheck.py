@@ -158,7 +158,7 @@ def resolve_key_file(key_file: str, root: Path) -> Path:
 
 def environment_error(host: Any, environment: str, known: list[str], from_option: bool) -> ConfigError:
     """An environment the stack does not have, blamed on where it was written."""
-    from ..schema.composerules import suggest
+    from ..schema.composevalues import suggest
 
     hint = suggest(environment, known)
     if from_option:

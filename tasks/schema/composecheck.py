@@ -100,7 +100,7 @@ def run_compose_config(compose: Sequence[str], documents: dict[str, dict[str, An
 
 def compose_errors(stack: "Stack", refusals: list[Refusal]) -> list[MmstackError]:
     """Each refusal at the schema (or mmstack.yaml) line of what Compose names."""
-    from .composerules import Origins
+    from .origins import Origins
 
     origins = Origins(stack)
     out: list[MmstackError] = []

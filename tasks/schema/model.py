@@ -15,8 +15,9 @@ from typing import Any
 
 from ..engine.cache import ContentCache, code_fingerprint, fingerprint
 from ..engine.errors import MmstackError, MultiError, SchemaError
-from . import composerules, rules
+from . import composerules, composevalues, rules
 from .merge import MergeError, merge, resolve_operators
+from .origins import value_at
 from .yamlsrc import KeyPath, YamlSource, cerberus_error_paths, display_name, load_yaml
 
 SCHEMA_PATH = Path("schemas/compose-schema.yaml")
@@ -25,7 +26,7 @@ TEMPLATES_DIR = Path("env-templates")
 RESERVED_NAMES = {"base", "compose", "all", "default"}
 # Nothing is published beyond loopback unless an environment or a port says so.
 DEFAULT_BIND_ADDRESS = "127.0.0.1"
-UNPINNED_TAGS = composerules.UNPINNED_TAGS
+UNPINNED_TAGS = composevalues.UNPINNED_TAGS
 
 
 @dataclass
@@ -321,9 +322,10 @@ def validation_cache(state_dir: Path | None, *, writable: bool) -> "ContentCache
     import sys
 
     from . import merge as merge_module
-    from . import yamlsrc
+    from . import origins, yamlsrc
 
-    code = code_fingerprint([rules, merge_module, yamlsrc, composerules, sys.modules[__name__]])
+    code = code_fingerprint([rules, merge_module, yamlsrc, composerules, composevalues, origins,
+                             sys.modules[__name__]])
     return ContentCache(state_dir, "schema-valid", code, writable=writable)
 
 
@@ -352,7 +354,7 @@ def cerberus_errors(source: YamlSource, schema: dict[str, Any]) -> list[MmstackE
             explained += composerules.suggest(path[-1], _allowed_keys(schema, path))
         fix = _fix_for(message, path)
         if message.startswith("must be of"):
-            found, value = composerules._value_at(source.data, path)
+            found, value = value_at(source.data, path)
             fix = composerules.type_fix(value, message.removeprefix("must be of ").removesuffix(" type"))
         out.append(source.error(path, explained, fix=fix))
     return out

@@ -82,9 +82,9 @@ def _content(path: Path) -> bytes:
 
 def preflight_cache(state_dir: Path | None, *, writable: bool) -> ContentCache:
     from ..stack import composecmd
-    from . import composecheck, composerules, envfiles, generate
+    from . import composecheck, envfiles, generate, origins
 
-    code = code_fingerprint([composecheck, composecmd, composerules, envfiles, generate,
+    code = code_fingerprint([composecheck, composecmd, envfiles, generate, origins,
                              sys.modules[__name__]])
     return ContentCache(state_dir, "preflight", code, writable=writable)
 
