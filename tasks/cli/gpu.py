@@ -1,6 +1,7 @@
 """GPUs: `detect-gpu`, `configure-gpu`, `start-gpu-auto`.
 
-Thin tasks over `tasks.gpu` (facts, planning, rendering). Nothing heavy is imported at module
+Thin tasks: arguments and config resolved here, then `tasks.gpu`'s steps, and for
+configure-gpu the chain (tasks/chains.py) that validates what the plan feeds before writing it. Nothing heavy is imported at module
 load: pynvml only when NVML is asked, fabric only with ``--host``, so `inv --list` stays fast.
 
     inv detect-gpu                        # summary with the NVLink matrix
@@ -14,26 +15,25 @@ from __future__ import annotations
 import json as jsonlib
 import re
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Context, task
 
-from ..engine.errors import ConfigError, GpuError, MmstackError
+from ..engine.errors import ConfigError, GpuError
 from ..engine.run import Run, boundary, config_value, resolve, stack_dir_of
 from ..engine.settings import defaults_for
+from ..gpu.overrides import PlanOverrides
 
 if TYPE_CHECKING:
     from ..remote.inventory import Host
     from ..gpu.facts import GpuFacts
-    from ..gpu.plan import GpuPlan
 
 GPU_ENVIRONMENT = "gpu"
-# Config keys under mmstack.gpu that feed the planner (PlanOverrides field names).
-PLAN_KEYS = ("tensor_parallel", "pipeline_parallel", "memory_utilization", "max_model_len", "p2p",
-             "gpus", "model_weights_gib", "kv_bytes_per_token", "max_model_len_cap", "attention_heads",
-             "min_concurrent_seqs", "overhead_mib", "base_utilization", "display_utilization",
-             "shared_utilization", "busy_fraction", "idle_used_mib", "headroom_mib")
+# Config keys under mmstack.gpu that feed the planner: its overrides, less the model (--model,
+# or the gpu environment's, resolved from the schema).
+PLAN_KEYS = tuple(f.name for f in fields(PlanOverrides) if f.name != "model")
 
 
 def _gather(c: Context, source: str | None, host: str | None) -> "GpuFacts":
@@ -139,51 +139,6 @@ def _number(value: Any, kind: type, key: str) -> Any:
                           fix=f"pass a number, e.g. --{key.replace('_', '-')} 2") from None
 
 
-def _report_facts(run: Run, facts: "GpuFacts") -> None:
-    from ..gpu.render import facts_summary
-
-    run.reporter.task("detect-gpu")
-    if facts.cpu_only:
-        run.reporter.skipped("gpu", f"CPU only: {facts.reason}")
-    for g in facts.gpus:
-        mem = f"{g.memory_total_mib} MiB" if g.memory_total_mib is not None else "memory unknown"
-        run.reporter.ok(f"GPU{g.index}", f"{g.name}, {mem}", host=facts.host)
-    run.reporter.info(facts_summary(facts, colour=bool(run.reporter.colour)))
-
-
-def configure_step(run: Run, facts: "GpuFacts", overrides: dict[str, Any],
-                   generate: bool = True) -> "GpuPlan":
-    """Plan from ``facts``, save the plan (idempotently), regenerate what it feeds."""
-    from ..engine.files import DesiredFile, converge_files
-    from ..engine.layout import state_path
-    from ..gpu.plan import PLAN_FILE, load_saved_plan, plan_gpus
-    from ..gpu.render import plan_summary
-
-    run.reporter.task("configure-gpu")
-    try:
-        previous = load_saved_plan(run.state_dir)
-    except MmstackError as exc:
-        run.reporter.warn(f"{exc} (planning from scratch)")
-        previous = None
-    plan = plan_gpus(facts, overrides, previous)
-    run.reporter.info(plan_summary(plan, colour=bool(run.reporter.colour)))
-    converge_files([DesiredFile(run.state_dir / PLAN_FILE, plan.to_json().encode(), 0o600,
-                                label=state_path(PLAN_FILE), dir_mode=0o700)],
-                   run.reporter, check=run.check)
-    run.add_output("plan", plan.to_dict())
-    if generate:
-        generate_from_plan(run, plan)
-    return plan
-
-
-def generate_from_plan(run: Run, plan: "GpuPlan") -> None:
-    """Regenerate the compose overlays and env files the plan feeds."""
-    from ..schema.steps import generate_after_gpu_plan
-
-    # Passed explicitly: in check mode the new plan was not saved, yet the diff must show it.
-    generate_after_gpu_plan(run, gpu_plan=plan.to_dict())
-
-
 @task(help={
     "json": "print the facts as JSON (for pipelines: `| inv configure-gpu --facts -`)",
     "source": "auto (NVML, else nvidia-smi), nvml or smi",
@@ -193,9 +148,11 @@ def generate_from_plan(run: Run, plan: "GpuPlan") -> None:
 def detect_gpu(c: Context, json: bool = False, source: str | None = None,
                host: str | None = None) -> None:
     """Detect GPUs, memory and NVLink/PCIe topology (a host without GPUs is CPU-only, not an error)."""
+    from ..gpu.steps import report_facts_step
+
     run = Run.start(c, json=json)
     facts = _gather(c, source, host)
-    _report_facts(run, facts)
+    report_facts_step(run, facts)
     run.add_output("facts", facts.to_dict())
     run.finish()
 
@@ -226,11 +183,12 @@ def configure_gpu(c: Context, facts: str | None = None, source: str | None = Non
                   generate: bool = True, check: bool = False, diff: bool = False,
                   json: bool = False) -> None:
     """Plan vLLM's GPUs (NVLink group, tensor parallel, memory, NCCL) and write it into the stack."""
+    from ..chains import configure_gpu_chain
+
     run = Run.start(c, check=check, diff=diff, json=json)
     gpu_facts = _read_facts(facts) if facts else _gather(c, source, None)
     overrides = {**_model_inputs(run, model), **_overrides(c, locals())}
-    with run.locked():
-        configure_step(run, gpu_facts, overrides, generate=generate)
+    configure_gpu_chain(run, gpu_facts, overrides, generate=generate)
     run.finish()
 
 
@@ -245,12 +203,14 @@ def start_gpu_auto(c: Context, facts: str | None = None, source: str | None = No
                    check: bool = False, diff: bool = False, json: bool = False,
                    no_verify: bool = False) -> None:
     """Detect GPUs, configure vLLM for them, regenerate the files, start the gpu environment."""
+    from ..chains import configure_gpu_chain
+    from ..gpu.steps import report_facts_step
+
     run = Run.start(c, check=check, diff=diff, json=json)
     gpu_facts = _read_facts(facts) if facts else _gather(c, source, None)
-    _report_facts(run, gpu_facts)
+    report_facts_step(run, gpu_facts)
     overrides = {**_model_inputs(run, model), **_overrides(c, locals())}
-    with run.locked():
-        plan = configure_step(run, gpu_facts, overrides, generate=True)
+    plan = configure_gpu_chain(run, gpu_facts, overrides, generate=True)
     if run.reporter.failed_any:
         run.finish()
         return

@@ -1,6 +1,7 @@
 """Secrets: `setup-secrets`, `rotate-secrets`, `set-secret`, `encrypt-secrets`, `decrypt-secrets`.
 
-Thin tasks: parse arguments, take the lock, call `secrets.api`. Nothing heavy is imported at
+Thin tasks: parse arguments, then the secrets' steps (`secrets.*`) or, where env files are
+re-rendered too, their chain (tasks/chains.py). Nothing heavy is imported at
 module load (cryptography is imported only when a key is used), so `inv --list` stays fast.
 No task takes a secret or a key as an argument: command lines end up in shell history and `ps`.
 """
@@ -24,21 +25,13 @@ from ..engine.settings import defaults_for
 def set_secret(c: Context, name: str, env: str | None = None, render: bool = True,
                check: bool = False, json: bool = False) -> None:
     """Store a secret only you have (a Hugging Face token), read from standard input."""
-    from ..schema.steps import render_env_step, validate_schema_step
-    from ..secrets.external import set_secret_step
+    from ..chains import set_secret_chain
+    from ..schema.steps import validate_schema_step
 
     run = Run.start(c, check=check, json=json)
     value = _read_secret_value(name)
     stack = validate_schema_step(run)  # reads only: a run that fails it leaves nothing behind
-    with run.locked():
-        envs = set_secret_step(run, stack, name, value, env)
-        if render and not check:
-            show_diff, run.reporter.show_diff = run.reporter.show_diff, False
-            try:
-                for e in envs:
-                    render_env_step(run, stack, e)
-            finally:
-                run.reporter.show_diff = show_diff
+    set_secret_chain(run, stack, name, value, env, render=render)
     run.finish()
 
 
@@ -95,28 +88,13 @@ def rotate_secrets(c: Context, service: str | None = None, env: str | None = Non
                    name: list[str] | None = None, include_users: bool = False, render: bool = True,
                    check: bool = False, diff: bool = False, json: bool = False) -> None:
     """Replace only the secrets asked for; say which services must be restarted or re-keyed."""
-    from ..schema.steps import render_env_step, validate_schema_step
-    from ..secrets.rotation import rotate_secrets_step
-    from ..stack.rekey import rekeying
+    from ..chains import rotate_secrets_chain
+    from ..schema.steps import validate_schema_step
 
     run = Run.start(c, check=check, diff=diff, json=json)
     stack = validate_schema_step(run)  # reads only: a run that fails it leaves nothing behind
-    with run.locked():
-        # The lifecycle re-keys a running PostgreSQL and knows which services are running.
-        result = rotate_secrets_step(run, stack, service=service, env=env, names=name or None,
-                                     include_users=include_users, rekeying=rekeying())
-        envs = [e for e, rotated in result.rotated.items() if rotated]
-        if render and not check and envs:
-            # The restart the report asks for must pick up the new values. The env files' diff
-            # is not shown: its "on disk" side holds the retired values, which nothing masks.
-            show_diff, run.reporter.show_diff = run.reporter.show_diff, False
-            try:
-                for e in envs:
-                    render_env_step(run, stack, e)
-            finally:
-                run.reporter.show_diff = show_diff
-        elif envs and not check:
-            run.reporter.info("run `inv render-env` before restarting those services")
+    rotate_secrets_chain(run, stack, service=service, env=env, names=name or None,
+                         include_users=include_users, render=render)
     run.finish()
 
 

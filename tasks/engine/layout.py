@@ -6,7 +6,7 @@
         cache/                     memos keyed by content and code (engine/cache.py)
         lock                       held while a run may write (engine/lock.py)
         last-start.json            what `inv start-*` brought up (stack/state.py)
-        gpu-plan.json              what `inv configure-gpu` planned (gpu/plan.py)
+        gpu-plan.json              what `inv configure-gpu` planned (gpu/planfile.py)
 """
 
 from __future__ import annotations

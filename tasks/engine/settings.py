@@ -45,9 +45,9 @@ DEFAULTS: dict[str, Any] = {
         "max_model_len": None,
         "gpus": None,
         # The served model's sizes come from the schema's models: (model_weights_gib,
-        # kv_bytes_per_token, max_model_len_cap and attention_heads may still be set here).
-        "min_concurrent_seqs": 4,
-        "busy_fraction": 0.5,
+        # kv_bytes_per_token, max_model_len_cap and attention_heads may still be set here), and
+        # the planner's tuning (min_concurrent_seqs, busy_fraction, ...) has its defaults beside
+        # the model they tune (gpu/overrides.py PlanOverrides): set any of them here to override.
     },
 }
 

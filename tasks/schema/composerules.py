@@ -11,195 +11,18 @@ interpolation. A problem is reported where the value was written (the schema, or
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import MmstackError
 from . import rules
+from .composevalues import image_problem, ip_problem, suggest, type_fix
+from .merge import VALUE_OPERATORS
+from .origins import Origins, value_at
 from .yamlsrc import KeyPath, YamlSource, cerberus_error_paths
 
 if TYPE_CHECKING:
     from .model import Stack
-
-UNPINNED_TAGS = {"latest", "main", "master", "stable", "edge", "nightly", "dev"}
-OPERATORS = ("$replace", "$append", "$prepend")
-
-# distribution/reference (regexp.go), the grammar `docker pull` and Compose parse images with:
-#   reference := name [ ":" tag ] [ "@" digest ]
-_ALNUM = r"[a-z0-9]+"
-_SEPARATOR = r"(?:[._]|__|[-]+)"
-_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[(?:[a-fA-F0-9:]+)\])"
-_DOMAIN = rf"{_HOST}(?::[0-9]+)?"
-_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32,}"
-
-
-@lru_cache(maxsize=1)
-def reference_re() -> re.Pattern[str]:
-    """Compiled on first use: a run whose validation is cached never needs it."""
-    return re.compile(rf"^({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?$", re.ASCII)
-
-
-NAME_TOTAL_LENGTH_MAX = 255
-# go-digest: the algorithms the engine knows, and the exact length of each one's hex encoding.
-DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
-IMAGE_FIX = "write [registry/]name:tag or name@sha256:<64 hex digits>, e.g. postgres:17.12-trixie"
-
-
-def image_problem(image: Any) -> tuple[str, str] | None:
-    """Why Docker would refuse ``image`` (or why it is not pinned): ``(message, fix)`` or None."""
-    if not isinstance(image, str) or not image.strip():
-        return "an image reference must be a non-empty string", IMAGE_FIX
-    match = reference_re().match(image)
-    if not match:
-        if reference_re().match(image.lower()):
-            return (f"image {image!r}: the repository name must be lowercase (Docker refuses it)",
-                    f"write {image.split(':')[0].lower()!r}")
-        if image != image.strip() or " " in image:
-            return f"image {image!r} contains spaces", "remove the spaces"
-        return f"image {image!r} is not a valid image reference (Docker's reference grammar)", IMAGE_FIX
-    name, tag, digest = match.groups()
-    if len(name) > NAME_TOTAL_LENGTH_MAX:
-        return (f"image name is {len(name)} characters; Docker allows at most {NAME_TOTAL_LENGTH_MAX}",
-                "shorten the repository name")
-    if digest:
-        algorithm, _, encoded = digest.partition(":")
-        want = DIGEST_HEX_LENGTHS.get(algorithm)
-        if want is None:
-            return (f"image {image!r}: unknown digest algorithm {algorithm!r}",
-                    "use sha256: followed by the 64 hex digits `docker buildx imagetools inspect` prints")
-        if len(encoded) != want or encoded != encoded.lower():
-            return (f"image {image!r}: a {algorithm} digest is {want} lowercase hex digits, "
-                    f"this one has {len(encoded)}" + (" (uppercase)" if encoded != encoded.lower() else ""),
-                    "copy the whole digest again (`docker buildx imagetools inspect IMAGE` prints it)")
-        return None  # a digest pins the image, whatever the tag says
-    if not tag:
-        return f"image {image!r} has no tag", "pin a version, e.g. postgres:17.12-trixie"
-    if tag.lower() in UNPINNED_TAGS:
-        return f"image tag {tag!r} is not pinned", "pin a released version instead of a moving tag"
-    return None
-
-
-def ip_problem(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return f"{value!r} is not an IP address (write it as a quoted string)"
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return f"{value!r} is not a valid IP address"
-    return None
-
-
-def suggest(word: Any, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for a near miss, else the empty string."""
-    import difflib
-
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def type_fix(value: Any, expected: str = "string") -> str:
-    if isinstance(value, bool):
-        return (f"quote the value: unquoted, YAML reads yes/no/on/off/true/false as a boolean, "
-                f"and Compose wants a {expected} here (e.g. restart: \"no\")")
-    return f"change the value to a {expected}"
-
-
-# --------------------------------------------------------------------------------------------
-# Where a resolved value was written
-# --------------------------------------------------------------------------------------------
-
-def _value_at(data: Any, path: KeyPath) -> tuple[bool, Any]:
-    node = data
-    for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-        else:
-            return False, None
-    return True, node
-
-
-class Origins:
-    """Finds the file, line and key path where a value of a resolved service was written.
-
-    Layers in precedence order: the environment's overrides, mmstack.yaml's overrides, the
-    service itself, the defaults. The first layer that holds the same value at the same path
-    wrote it; a list written through an operator ({$append: [...]}) is searched by value.
-    """
-
-    def __init__(self, stack: "Stack") -> None:
-        self.stack = stack
-        self.src = stack.source
-        self.local: YamlSource | None = getattr(stack, "settings_source", None)
-
-    def layers(self, env: str | None, svc: str) -> list[tuple[YamlSource, KeyPath]]:
-        out: list[tuple[YamlSource, KeyPath]] = []
-        if env:
-            out += [(self.src, ("environments", env, "overrides", "services", svc)),
-                    (self.src, ("environments", env, "overrides", "defaults"))]
-        if self.local is not None:
-            out += [(self.local, ("overrides", "services", svc)), (self.local, ("overrides", "defaults"))]
-        out += [(self.src, ("services", svc)), (self.src, ("defaults",))]
-        return out
-
-    def healthcheck_layers(self, env: str | None, svc: str) -> list[tuple[YamlSource, KeyPath]]:
-        raw = (self.stack.data["services"].get(svc) or {}).get("healthcheck") or {}
-        template = raw.get("template") if isinstance(raw, dict) else None
-        out = [(src, prefix + ("healthcheck",)) for src, prefix in self.layers(env, svc)[:-1]]
-        if template:
-            if env:
-                out.append((self.src, ("environments", env, "overrides", "healthchecks", template)))
-            if self.local is not None:
-                out.append((self.local, ("overrides", "healthchecks", template)))
-            out.append((self.src, ("healthchecks", template)))
-        return out
-
-    def find(self, env: str | None, svc: str, sub: KeyPath, resolved: Any) -> tuple[YamlSource, KeyPath]:
-        if sub and sub[0] == "healthcheck":
-            layers, sub = self.healthcheck_layers(env, svc), sub[1:]
-        else:
-            layers = self.layers(env, svc)
-        found, value = _value_at(resolved, sub)
-        if found:
-            for source, prefix in layers:
-                for path in self._candidates(source, prefix, sub, value):
-                    return source, path
-        for n in range(len(sub), 0, -1):  # else the most specific place that mentions it
-            for source, prefix in layers:
-                if prefix + sub[:n] in source.lines:
-                    return source, prefix + sub[:n]
-        for source, prefix in layers:
-            if prefix in source.lines:
-                return source, prefix
-        return self.src, ("services", svc)
-
-    @staticmethod
-    def _candidates(source: YamlSource, prefix: KeyPath, sub: KeyPath, value: Any) -> Iterable[KeyPath]:
-        path = prefix + sub
-        found, there = _value_at(source.data, path)
-        if found and there == value and path in source.lines:
-            yield path
-        if len(sub) >= 2 and isinstance(sub[1], int):
-            # ports: {$append: [...]}: the element sits in the operator's list at another index.
-            for op in OPERATORS:
-                ok, items = _value_at(source.data, prefix + (sub[0], op))
-                if not (ok and isinstance(items, list)):
-                    continue
-                for i, item in enumerate(items):
-                    candidate = prefix + (sub[0], op, i) + sub[2:]
-                    ok2, there2 = _value_at(source.data, candidate)
-                    if ok2 and there2 == value and candidate in source.lines:
-                        yield candidate
-
 
 # --------------------------------------------------------------------------------------------
 # The checks
@@ -292,7 +115,7 @@ def _service_errors(stack: "Stack", origins: Origins, env: str | None, svc: str,
     if not validator.validate(checked, normalize=False):
         for path, message in cerberus_error_paths(validator.errors):
             source, where = origins.find(env, svc, path, spec)
-            found, value = _value_at(spec, path)
+            found, value = value_at(spec, path)
             out.add(source, where, _message(message, path), _fix(message, value, where), (svc, env))
         return  # the checks below assume the types are right
     _reference_errors(stack, origins, env, svc, spec, out)
@@ -481,9 +304,6 @@ _OVERRIDES_CHECK = {
     "services": {"type": "dict", "valuesrules": {"type": "dict", "schema": _OVERRIDE_SERVICE}},
     "healthchecks": {"type": "dict", "valuesrules": {"type": "dict", "schema": _optional(rules.HEALTHCHECK_FIELDS)}},
 }
-_LIST_OPERATORS = ("$replace", "$append", "$prepend", "$remove")
-
-
 def _without_operators(value: Any, path: KeyPath, moved: dict[KeyPath, KeyPath]) -> Any:
     """The override with each ``{$op: value}`` replaced by its value (and ``{$delete: true}``
     dropped), so it can be checked like a plain service; ``moved`` maps paths back."""
@@ -492,7 +312,7 @@ def _without_operators(value: Any, path: KeyPath, moved: dict[KeyPath, KeyPath])
             (op, inner), = value.items()
             if op == "$delete":
                 return _DROP
-            if op in _LIST_OPERATORS:
+            if op in VALUE_OPERATORS:
                 moved[path] = path + (op,)
                 return _without_operators(inner, path + (op,), moved)
         out = {}
@@ -532,7 +352,7 @@ def override_shape_errors(source: YamlSource, prefix: KeyPath, overrides: Any) -
     out = Collector()
     for path, message in cerberus_error_paths(validator.errors):
         written = prefix + _written_path(path, moved)
-        _, value = _value_at(plain, path)
+        _, value = value_at(plain, path)
         text = message
         if message == "unknown field":
             text = f"unknown key {path[-1]!r}" + suggest(path[-1], _override_keys(path))

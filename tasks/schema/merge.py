@@ -19,6 +19,8 @@ from typing import Any
 
 KeyPath = tuple[Any, ...]
 OPERATORS = ("$append", "$prepend", "$remove", "$replace", "$delete")
+VALUE_OPERATORS = ("$append", "$prepend", "$remove", "$replace")  # those that carry a list
+ADDING_OPERATORS = ("$append", "$prepend", "$replace")  # their items end up in the result
 _DELETE = object()
 
 

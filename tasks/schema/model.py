@@ -15,9 +15,10 @@ from typing import Any
 
 from ..engine.cache import ContentCache, code_fingerprint, fingerprint
 from ..engine.errors import MmstackError, MultiError, SchemaError
-from . import composerules, rules
+from . import composerules, composevalues, rules
 from .merge import MergeError, merge, resolve_operators
-from .yamlsrc import KeyPath, YamlSource, cerberus_error_paths, load_yaml
+from .origins import value_at
+from .yamlsrc import KeyPath, YamlSource, cerberus_error_paths, display_name, load_yaml
 
 SCHEMA_PATH = Path("schemas/compose-schema.yaml")
 SETTINGS_PATH = Path("mmstack.yaml")
@@ -25,7 +26,7 @@ TEMPLATES_DIR = Path("env-templates")
 RESERVED_NAMES = {"base", "compose", "all", "default"}
 # Nothing is published beyond loopback unless an environment or a port says so.
 DEFAULT_BIND_ADDRESS = "127.0.0.1"
-UNPINNED_TAGS = composerules.UNPINNED_TAGS
+UNPINNED_TAGS = composevalues.UNPINNED_TAGS
 
 
 @dataclass
@@ -248,11 +249,11 @@ def load_stack(root: Path, schema_path: Path | None = None, settings_path: Path 
     """
     root = Path(root)
     schema_file = schema_path or root / SCHEMA_PATH
-    source = load_yaml(schema_file, _display(schema_file, root))
+    source = load_yaml(schema_file, display_name(schema_file, root))
     settings_source = None
     settings_file = settings_path or root / SETTINGS_PATH
     if settings_file.exists():
-        settings_source = load_yaml(settings_file, _display(settings_file, root))
+        settings_source = load_yaml(settings_file, display_name(settings_file, root))
 
     cache_key = None
     if cache is not None:
@@ -321,20 +322,11 @@ def validation_cache(state_dir: Path | None, *, writable: bool) -> "ContentCache
     import sys
 
     from . import merge as merge_module
-    from . import yamlsrc
+    from . import origins, yamlsrc
 
-    code = code_fingerprint([rules, merge_module, yamlsrc, composerules, sys.modules[__name__]])
+    code = code_fingerprint([rules, merge_module, yamlsrc, composerules, composevalues, origins,
+                             sys.modules[__name__]])
     return ContentCache(state_dir, "schema-valid", code, writable=writable)
-
-
-def _display(path: Path, root: Path) -> str:
-    import os
-
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except (ValueError, RuntimeError, OSError):  # RuntimeError: a symlink loop (Python 3.11)
-        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
-        return str(path) if rel.startswith("..") else rel
 
 
 _VALIDATORS: dict[int, Any] = {}
@@ -362,7 +354,7 @@ def cerberus_errors(source: YamlSource, schema: dict[str, Any]) -> list[MmstackE
             explained += composerules.suggest(path[-1], _allowed_keys(schema, path))
         fix = _fix_for(message, path)
         if message.startswith("must be of"):
-            found, value = composerules._value_at(source.data, path)
+            found, value = value_at(source.data, path)
             fix = composerules.type_fix(value, message.removeprefix("must be of ").removesuffix(" type"))
         out.append(source.error(path, explained, fix=fix))
     return out

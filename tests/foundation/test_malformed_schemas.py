@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.schemaedit import SCHEMA, Case, line_of, mutate, write_mutated
+from tests.support.schemaedit import SCHEMA, Case, assert_refused, line_of, mutate
 from tests.support.stackcopy import make_stack_copy, run_inv
 
 
@@ -71,21 +71,13 @@ def test_at_least_fifteen_kinds() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_malformed_schema(case: Case, tmp_path: Path) -> None:
     stack = make_stack_copy(tmp_path / "stack")
-    mutated = write_mutated(stack, case)
+    mutated, err = assert_refused(stack, case)
 
-    proc = run_inv(stack, "generate-compose")
-
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    assert case.message in proc.stderr
-    assert "schemas/compose-schema.yaml" in proc.stderr
-    if case.key_path:
-        assert case.key_path in proc.stderr
+    assert "schemas/compose-schema.yaml" in err
     if case.name != "yaml-syntax" and case.name != "dependency-cycle":
         needle = case.line_of or case.new.strip().splitlines()[0]
         line = line_of(mutated, needle, case.anchor)
-        assert f"schemas/compose-schema.yaml:{line}:" in proc.stderr, proc.stderr
-    assert not list(stack.glob("compose*.yml")), "nothing may be written when the schema is invalid"
+        assert f"schemas/compose-schema.yaml:{line}:" in err, err
 
 
 def test_yaml_syntax_error_names_theline_of(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tasks.engine.errors import TemplateError
-from tasks.gpu.plan import GpuPlan
+from tasks.gpu.planfile import GpuPlan
 from tasks.schema.envfiles import EnvRenderer
 from tasks.schema.generate import compose_documents
 from tasks.schema.model import load_stack

@@ -16,6 +16,8 @@ from invoke import MockContext, Result
 from tasks.gpu import detect, nvml, smi
 from tasks.gpu.facts import cpu_only
 from tests.gpu.fakes import FIXTURES, REPO, FakeGpu, FakeNvml, dual_3090, run_task
+from tests.support.needs import unavailable
+from tests.support.stackcopy import snapshot
 
 UUID0 = "GPU-1aff65f8-8897-eaee-29e4-6871ef7491a0"
 UUID1 = "GPU-fef3f583-99bd-ac7f-c761-eddb679067e0"
@@ -145,7 +147,7 @@ def test_the_real_pynvml_boundary_reports_this_machine() -> None:
 # -- source selection -----------------------------------------------------------------------------
 def test_auto_falls_back_to_smi_when_nvml_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     if not FIXTURES.is_dir():
-        pytest.skip("no GPU fixtures")
+        unavailable(f"no GPU fixtures at {FIXTURES}", "check out shared/ beside the repository")
     use_nvml(monkeypatch, FakeNvml(fail={"init": nvml.LIBRARY_NOT_FOUND}))
     c = MockContext(run={
         smi.CMD_QUERY: Result("", exited=9), smi.CMD_TABLE: Result((FIXTURES / "smi-2x3090-nvlink-noprocs.txt").read_text()),
@@ -211,7 +213,7 @@ def test_detect_gpu_nvml_errors_exit_0_cpu_only(stack: Path, monkeypatch: pytest
 
 def test_detect_gpu_source_smi_through_the_context(stack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not FIXTURES.is_dir():
-        pytest.skip("no GPU fixtures")
+        unavailable(f"no GPU fixtures at {FIXTURES}", "check out shared/ beside the repository")
     query = (FIXTURES / "query-csv-8xquadrortx6000.txt").read_text()
     canned = MockContext(run={smi.CMD_QUERY: Result(query), smi.CMD_TABLE: Result("", exited=1),
                               smi.CMD_TOPO: Result((FIXTURES / "topo-8xquadrortx6000-pix-pxb-ansi.txt").read_text()),
@@ -247,7 +249,7 @@ def test_configure_gpu_writes_the_plan_idempotently(stack: Path, tmp_path: Path)
 
     code, out, err = run_task(["configure-gpu", "--facts", str(facts), "--no-generate"])
     assert code == 0, err
-    assert "RECAP ok=0 changed=1" in out
+    assert "RECAP ok=1 changed=1" in out  # validate-schema, then the plan
     assert stat.S_IMODE(plan_path.stat().st_mode) == 0o600
     saved = json.loads(plan_path.read_text())
     assert saved["vllm_device_ids"] == [UUID0, UUID1] and saved["tensor_parallel"] == 2
@@ -257,7 +259,7 @@ def test_configure_gpu_writes_the_plan_idempotently(stack: Path, tmp_path: Path)
     mtime = plan_path.stat().st_mtime_ns
 
     code, out, _ = run_task(["configure-gpu", "--facts", str(facts), "--no-generate"])
-    assert code == 0 and "RECAP ok=1 changed=0" in out
+    assert code == 0 and "RECAP ok=2 changed=0" in out
     assert plan_path.stat().st_mtime_ns == mtime
 
     code, out, _ = run_task(["configure-gpu", "--facts", str(facts), "--no-generate", "--check",
@@ -306,33 +308,54 @@ def test_configure_gpu_cpu_only_host(stack: Path, tmp_path: Path) -> None:
     assert any("the GPU environments will not start on this host" in m for m in plan["messages"])
 
 
-def test_configure_gpu_feeds_the_generation_hook(stack: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.schema.steps as steps
-
-    seen: list[dict] = []
-    monkeypatch.setattr(steps, "generate_after_gpu_plan", lambda run, gpu_plan=None: seen.append(gpu_plan))
+def test_configure_gpu_check_mode_diffs_the_planned_overlay(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Check mode saves no plan, yet the compose diff shows what the new plan makes."""
+    stack = _set_up_stack(tmp_path, monkeypatch)
     facts = _facts_file(tmp_path, dual_3090())
-    code, _, err = run_task(["configure-gpu", "--facts", str(facts), "--check"])
-    assert code == 0, err
-    assert len(seen) == 1 and seen[0]["vllm_device_ids"] == [UUID0, UUID1]
+    before = (stack / "compose.gpu.yml").read_bytes()
+    code, out, err = run_task(["configure-gpu", "--facts", str(facts), "--check", "--diff"])
+    assert code == 0, out + err
+    assert "changed (check): [compose.gpu.yml]" in out
+    assert any(line.startswith("+") and UUID0 in line for line in out.splitlines())
+    assert (stack / "compose.gpu.yml").read_bytes() == before
+    assert not (stack / ".mmstack" / "gpu-plan.json").exists()
+
+
+def test_a_plan_compose_refuses_stops_configure_gpu_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan feeds device_ids into compose.gpu.yml; a value there that Compose refuses (here a
+    GPU id that is a broken interpolation) stops the run before the plan or any file is written,
+    as `inv setup` stops before writing what Compose would refuse."""
+    stack = _set_up_stack(tmp_path, monkeypatch)
+    fake = dual_3090()
+    fake.gpus[1].uuid = "GPU-${broken"
+    facts = _facts_file(tmp_path, fake)
+    before = snapshot(stack)
+
+    code, out, err = run_task(["configure-gpu", "--facts", str(facts)])
+
+    assert code == 1, out + err
+    assert "Compose refuses the generated files of environment" in err and "Traceback" not in err
+    assert "fix:" in err
+    assert snapshot(stack) == before, "nothing may be written"
+    assert not (stack / ".mmstack" / "gpu-plan.json").exists()
+
+
+def _set_up_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stack copy after `inv setup`, which the in-process tasks below act on (MMSTACK_DIR)."""
+    from tests.support.stackcopy import set_up_copy
+
+    stack = set_up_copy(tmp_path / "stack")
+    monkeypatch.setenv("MMSTACK_DIR", str(stack))
+    for var in ("MMSTACK_SECRETS_KEY", "MMSTACK_TEST_SECRETS_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    return stack
 
 
 def test_configure_then_generate_on_a_real_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The plan reaches compose.gpu.yml (device_ids) and env/gpu/vllm.env; a re-run changes nothing."""
-    from invoke import Program
-
-    from tasks.cli.root import ns as root_ns
-    from tests.support.stackcopy import make_stack_copy
-
-    stack = make_stack_copy(tmp_path / "stack")
-    monkeypatch.setenv("MMSTACK_DIR", str(stack))
-    for var in ("MMSTACK_SECRETS_KEY", "MMSTACK_TEST_SECRETS_KEY"):
-        monkeypatch.delenv(var, raising=False)
-    try:
-        Program(namespace=root_ns, name="inv").run(["inv", "setup"], exit=True)
-    except SystemExit as exc:
-        assert not exc.code, "setup failed"
+    stack = _set_up_stack(tmp_path, monkeypatch)
     facts = _facts_file(tmp_path, dual_3090())
     code, out, err = run_task(["configure-gpu", "--facts", str(facts)])
     assert code == 0, out + err
@@ -353,10 +376,8 @@ def test_configure_then_generate_on_a_real_stack(tmp_path: Path, monkeypatch: py
     assert json.loads(out)["recap"]["changed"] == 0
 
 
-def test_start_gpu_auto(stack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.schema.steps as steps
-
-    monkeypatch.setattr(steps, "generate_after_gpu_plan", lambda run, gpu_plan=None: None)
+def test_start_gpu_auto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_up_stack(tmp_path, monkeypatch)
     use_nvml(monkeypatch, dual_3090())
     code, out, _ = run_task(["start-gpu-auto", "--check"])
     assert code == 0 and "skipped: [start gpu] check mode: nothing started" in out

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from tasks.engine import errors
 from tasks.gpu.facts import Gpu, GpuFacts, LinkLevel, TopoLink
-from tasks.gpu.plan import GpuPlan, PlanOverrides, load_saved_plan, plan_gpus
+from tasks.gpu.overrides import PlanOverrides
+from tasks.gpu.plan import plan_gpus
+from tasks.gpu.planfile import GpuPlan, load_saved_plan
 
 PLANS = sorted((Path(__file__).parent / "plans").glob("*.json"))
 SPECIAL = {"env", "env_absent", "worker_env", "messages_contain", "messages_absent", "error",
@@ -154,3 +156,20 @@ def test_plan_invariants(facts: GpuFacts, p2p: str) -> None:
     # smaller one.
     if all_nv:
         assert plan.link == "nvlink"
+
+
+@pytest.mark.parametrize("key, value", [("base_utilization", 1.5), ("busy_fraction", -0.1),
+                                        ("memory_utilization", 0.995)])
+def test_a_fraction_out_of_range_is_refused_as_the_inventory_refuses_it(key: str, value: float) -> None:
+    """configure-gpu's config (mmstack.gpu.*) and a host's gpu: vars in the inventory take the
+    same values: one table of what each setting takes (gpu/overrides.py)."""
+    from tasks.engine.errors import ConfigError
+    from tasks.gpu.overrides import P2P_MODES, PlanOverrides
+    from tasks.remote.inventorycheck import gpu_problem
+
+    with pytest.raises(ConfigError) as caught:
+        PlanOverrides.from_mapping({key: value})
+    assert caught.value.key_path == f"mmstack.gpu.{key}"
+    assert "must be between" in caught.value.message
+    inventory_says = gpu_problem(key, value, P2P_MODES)
+    assert inventory_says is not None and "must be between" in inventory_says[0]

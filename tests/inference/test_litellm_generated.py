@@ -10,10 +10,6 @@ its Prisma engines from the internet outside the official image; that path runs 
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,36 +18,11 @@ import yaml
 from tasks.schema.model import load_stack
 from tests.support.litellm_proxy import require_litellm, run_litellm
 from tests.support.openai_standin import OpenAIStandin
+from tests.support.httpjson import call, env_file
 from tests.support.stackcopy import make_stack_copy, run_inv
 
 pytestmark = pytest.mark.slow
 VLLM_ADDRESS = "http://vllm:8000/v1"
-
-
-def env_file(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            out[key] = value
-    return out
-
-
-def call(url: str, path: str, key: str | None = None, body: dict | None = None) -> tuple[int, Any]:
-    headers = {"content-type": "application/json"}
-    if key is not None:
-        headers["authorization"] = f"Bearer {key}"
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url + path, data=data, headers=headers, method="POST" if data else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        status, raw = err.code, err.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +70,7 @@ def test_the_config_routes_the_served_model_to_vllm_with_its_key(generated: dict
 
 def test_litellm_lists_the_served_model(proxy: Any, generated: dict[str, Any]) -> None:
     url, _ = proxy
-    status, body = call(url, "/v1/models", key=generated["litellm_env"]["LITELLM_MASTER_KEY"])
+    status, body = call(url, "/v1/models", token=generated["litellm_env"]["LITELLM_MASTER_KEY"])
     assert status == 200, (body, url.log())
     assert [m["id"] for m in body["data"]] == ["qwen2.5-7b-instruct"]
 
@@ -107,7 +78,7 @@ def test_litellm_lists_the_served_model(proxy: Any, generated: dict[str, Any]) -
 def test_a_chat_completion_reaches_vllm_with_vllms_key_and_served_name(proxy: Any, generated: dict[str, Any]) -> None:
     url, vllm = proxy
     vllm.clear()
-    status, body = call(url, "/v1/chat/completions", key=generated["litellm_env"]["LITELLM_MASTER_KEY"],
+    status, body = call(url, "/v1/chat/completions", token=generated["litellm_env"]["LITELLM_MASTER_KEY"],
                         body={"model": "qwen2.5-7b-instruct", "max_tokens": 8,
                               "messages": [{"role": "user", "content": "Say hi"}]})
     assert status == 200, (body, url.log())
@@ -126,7 +97,7 @@ def test_the_keys_open_webui_and_the_apps_hold_are_accepted(proxy: Any, generate
     apps = generated["apps_env"]
     assert apps["LLM_API_BASE"] == "http://litellm:4000/v1" and apps["LLM_MODEL"] == "qwen2.5-7b-instruct"
     for key in (openwebui["OPENAI_API_KEY"], apps["LLM_API_KEY"]):
-        status, body = call(url, "/v1/models", key=key)
+        status, body = call(url, "/v1/models", token=key)
         assert status == 200 and body["data"][0]["id"] == "qwen2.5-7b-instruct", body
 
 
@@ -134,10 +105,10 @@ def test_a_wrong_key_is_refused_and_vllm_is_not_asked(proxy: Any) -> None:
     url, vllm = proxy
     vllm.clear()
     body = {"model": "qwen2.5-7b-instruct", "messages": [{"role": "user", "content": "hi"}]}
-    status, _ = call(url, "/v1/chat/completions", key=None, body=body)
+    status, _ = call(url, "/v1/chat/completions", token=None, body=body)
     assert status == 401
     # Without a database LiteLLM takes any other key for a virtual key it cannot look up (400).
-    status, _ = call(url, "/v1/chat/completions", key="sk-not-the-master-key", body=body)
+    status, _ = call(url, "/v1/chat/completions", token="sk-not-the-master-key", body=body)
     assert status in (400, 401)
     assert vllm.completions_for("qwen2.5-7b-instruct") == []
 
@@ -148,7 +119,7 @@ def test_litellm_serves_the_metrics_prometheus_scrapes(proxy: Any, generated: di
     a scrape without the key."""
     url, _ = proxy
     key = generated["litellm_env"]["LITELLM_MASTER_KEY"]
-    status, _ = call(url, "/v1/chat/completions", key=key,
+    status, _ = call(url, "/v1/chat/completions", token=key,
                      body={"model": "qwen2.5-7b-instruct", "max_tokens": 4,
                            "messages": [{"role": "user", "content": "count me"}]})
     assert status == 200
@@ -158,6 +129,6 @@ def test_litellm_serves_the_metrics_prometheus_scrapes(proxy: Any, generated: di
     auth = stack.resolved_services("production")["litellm"]["metrics"]["auth"]
     scrape_key = env_file(generated["stack"] / "env" / "production" / "prometheus.env")["MMSTACK_SCRAPE_LITELLM_TOKEN"]
     assert auth == {"type": "bearer", "secret": "litellm_master_key"} and scrape_key == key
-    status, text = call(url, "/metrics", key=scrape_key)
+    status, text = call(url, "/metrics", token=scrape_key)
     assert status == 200, text
     assert "litellm_proxy_total_requests_metric" in text or "litellm_requests_metric" in text, text[:2000]

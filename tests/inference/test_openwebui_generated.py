@@ -19,10 +19,7 @@ DATABASE_URL is left out of its environment.
 
 from __future__ import annotations
 
-import json
 import secrets
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -31,41 +28,17 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.litellm_proxy import free_port, require_litellm, run_litellm
+from tests.support.httpjson import call, env_file
+from tests.support.litellm_proxy import require_litellm, run_litellm
 from tests.support.openai_standin import OpenAIStandin
-from tests.support.openwebui import WebUIURL, require_openwebui, run_openwebui
+from tests.support.openwebui import require_openwebui, run_openwebui
+from tests.support.realapp import AppURL, free_port
 from tests.support.stackcopy import make_stack_copy, run_inv
 
 pytestmark = pytest.mark.slow
 VLLM_ADDRESS = "http://vllm:8000/v1"
 LITELLM_ADDRESS = "http://litellm:4000/v1"
 MODEL = "qwen2.5-7b-instruct"
-
-
-def env_file(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            out[key] = value
-    return out
-
-
-def call(url: str, path: str, token: str | None = None, body: dict | None = None) -> tuple[int, Any]:
-    headers = {"content-type": "application/json"}
-    if token is not None:
-        headers["authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url + path, data=data, headers=headers, method="POST" if data else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        status, raw = err.code, err.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
 
 
 class WebUI:
@@ -76,9 +49,9 @@ class WebUI:
         self.port = free_port()
         self.starts = 0
         self._stack = ExitStack()
-        self.url: WebUIURL = self._start()
+        self.url: AppURL = self._start()
 
-    def _start(self) -> WebUIURL:
+    def _start(self) -> AppURL:
         self.starts += 1
         return self._stack.enter_context(run_openwebui(self.env, self.data_dir, port=self.port))
 

@@ -18,7 +18,7 @@ import yaml
 from tasks.gpu import smi
 from tasks.gpu.facts import GpuFacts
 from tests.gpu.fakes import FIXTURES
-from tests.support.stackcopy import make_stack_copy, run_inv
+from tests.support.stackcopy import run_inv, set_up_copy
 from tests.support.vllm_parser import parse_vllm_command
 
 pytestmark = [pytest.mark.slow,
@@ -68,10 +68,7 @@ def vllm_command(stack: Path, env: str) -> list[str]:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Path:
-    root = make_stack_copy(tmp_path / "stack")
-    proc = run_inv(root, "setup")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return root
+    return set_up_copy(tmp_path / "stack")
 
 
 def configure(stack: Path, facts: Any) -> dict[str, Any]:

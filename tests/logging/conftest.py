@@ -9,7 +9,7 @@ import pytest
 
 from tasks.schema.generate import compose_documents
 from tasks.schema.model import load_stack
-from tests.conftest import unavailable
+from tests.support.needs import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ import pytest
 from tasks.schema import logging as elk
 from tasks.schema.logfilter import ruby_filter
 from tasks.security.patterns import mask_log_line
-from tests.conftest import unavailable
+from tests.support.needs import unavailable
 from tests.logging.lscl import LsclError, parse
 
 # Options of the pinned release's plugins (logstash-input-gelf, logstash-filter-ruby,

@@ -11,8 +11,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tasks.schema import logging as elk
 from tests.support.elastic_standin import INDEX_PRIVILEGES, StandIn
 

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.support.dockertest import labelled_resources
+from tests.support.httpjson import env_file
 
 pytestmark = pytest.mark.slow
 ENV = "staging"
@@ -38,16 +39,6 @@ def compose_service(stack: Path, name: str) -> dict[str, Any]:
     base = yaml.safe_load((stack / "compose.yml").read_text())["services"][name]
     overlay = yaml.safe_load((stack / f"compose.{ENV}.yml").read_text().replace("!override", ""))
     return {**base, **overlay["services"][name]}
-
-
-def env_file_values(stack: Path, refs: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for ref in refs:
-        for line in (stack / ref).read_text().splitlines():
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                out[key] = value
-    return out
 
 
 def api(port: int, path: str, **params: str) -> Any:
@@ -70,7 +61,7 @@ def test_prometheus_scrapes_the_vllm_standin_with_the_generated_config(
     binds = {str((stack / v["source"]).resolve()): {"bind": v["target"], "mode": "ro"}
              for v in prom["volumes"] if v["type"] == "bind"}
     assert all(v["read_only"] for v in prom["volumes"] if v["type"] == "bind")
-    environment = env_file_values(stack, prom["env_file"])
+    environment = env_file(*(stack / ref for ref in prom["env_file"]))
     secret_values = [v for k, v in environment.items() if k.startswith("MMSTACK_SCRAPE_")]
     assert secret_values, "the staging Prometheus presents Qdrant's and MinIO's credentials"
     served = yaml.safe_load((stack / "config" / ENV / "litellm.yaml").read_text())["model_list"][0]["model_name"]

@@ -12,10 +12,10 @@ import json
 import secrets
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from tests.support.httpjson import call
 from tests.support.litellm_proxy import require_litellm, run_litellm
 from tests.support.openai_standin import OpenAIStandin, reply_text
 
@@ -35,26 +35,6 @@ model_list:
 general_settings:
   master_key: os.environ/LITELLM_MASTER_KEY
 """
-
-
-def call(url: str, path: str, key: str | None = None, body: dict | None = None,
-         timeout: float = 30) -> tuple[int, dict | str]:
-    headers = {"content-type": "application/json"}
-    if key is not None:
-        headers["authorization"] = f"Bearer {key}"
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url + path, data=data, headers=headers,
-                                 method="POST" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        status, raw = err.code, err.read()
-    text = raw.decode(errors="replace")
-    try:
-        return status, json.loads(text)
-    except ValueError:
-        return status, text
 
 
 @pytest.fixture(scope="module")

@@ -6,23 +6,20 @@ server is a failure: CI must exercise real SSH.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tasks.remote.inventory import Inventory, load_inventory
+from tests.support import needs
 from tests.support.sshd import FIXTURES_GPU, SshdFarm, SshHost, missing_tools
 
 DEBIAN_PACKAGES = "openssh-server openssh-client openssh-sftp-server"
 
 
 def unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}: CI must run the real-SSH tests "
-                    f"(apt-get install -y {DEBIAN_PACKAGES})", pytrace=False)
-    pytest.skip(reason)
+    needs.unavailable(reason, f"apt-get install -y {DEBIAN_PACKAGES}")
 
 
 @pytest.fixture(scope="session")

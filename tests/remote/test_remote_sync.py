@@ -268,31 +268,21 @@ def test_wrong_key_is_unreachable(farm: SshdFarm, inventory: Inventory, tmp_path
 
 def test_gpu_facts_over_ssh(farm: SshdFarm, inventory: Inventory, gpu_fixtures: Path) -> None:
     farm.hosts[2].set_gpu_profile("8xquadro")
-    try:
-        from tasks.gpu.smi import gather_via_smi  # type: ignore[attr-defined]
-    except ImportError:
-        gather_via_smi = None
+    from tasks.gpu.smi import gather_via_smi
 
     seen: dict[str, object] = {}
 
     def job(conn, host, hr):
-        if gather_via_smi is not None:
-            seen[host.name] = gather_via_smi(conn)
-        else:
-            seen[host.name] = conn.run("nvidia-smi topo -m", hide=True, in_stream=False).stdout
+        seen[host.name] = gather_via_smi(conn)
         hr.ok("gpu facts")
 
     outcome = run_connected(inventory.select("all"), job, forks=3)
     assert outcome.exit_code == 0
-    if gather_via_smi is None:
-        assert seen["h1"] == (gpu_fixtures / "topo-2x3090-nv4.txt").read_text()
-        assert seen["h3"] == (gpu_fixtures / "topo-8xquadrortx6000-pix-pxb-ansi.txt").read_text()
-    else:
-        h1, h3 = seen["h1"], seen["h3"]
-        assert [g.name for g in h1.gpus] == ["NVIDIA GeForce RTX 3090"] * 2
-        assert h1.nvlink_peers(0) == {1: 4}
-        assert len(h3.gpus) == 8 and all("Quadro RTX 6000" in g.name for g in h3.gpus)
-        assert h3.nvlink_pairs() == []
+    h1, h3 = seen["h1"], seen["h3"]
+    assert [g.name for g in h1.gpus] == ["NVIDIA GeForce RTX 3090"] * 2
+    assert h1.nvlink_peers(0) == {1: 4}
+    assert len(h3.gpus) == 8 and all("Quadro RTX 6000" in g.name for g in h3.gpus)
+    assert h3.nvlink_pairs() == []
     assert all("nvidia-smi" in " ".join(h.commands()) for h in farm.hosts)
 
 

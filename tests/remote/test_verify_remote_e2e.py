@@ -28,12 +28,17 @@ from tasks.cli.remote import deploy
 from tasks.cli.verify import verify
 from tests.lifecycle.conftest import pick_offset, remove_project
 from tests.lifecycle.stackconfig import test_settings as lifecycle_settings
-from tests.remote.test_remote_stack_e2e import compose_on_h1, run_json  # noqa: F401 - a fixture
+from tests.remote import test_remote_stack_e2e as remote_e2e
 from tests.remote.test_deploy import secret_values
 from tests.support.sshd import SshdFarm
 from tests.support.stackcopy import make_stack_copy, run_inv
-from tests.verify.conftest import pyapps_image  # noqa: F401 - a fixture
+from tests.verify import conftest as verify_fixtures
 from tests.verify.stack import live
+
+# Fixtures defined beside other tests, made available here under their own names.
+compose_on_h1 = remote_e2e.compose_on_h1
+pyapps_image = verify_fixtures.pyapps_image
+run_json = remote_e2e.run_json
 
 pytestmark = [pytest.mark.ssh, pytest.mark.docker, pytest.mark.slow]
 
@@ -78,7 +83,7 @@ def post_log_line(url: str, password: str, project: str) -> None:
 
 def test_deploy_verifies_each_host_and_verify_runs_over_ssh(
         farm: SshdFarm, inventory_path: Path, tmp_path: Path, docker_client: Any, test_images: dict[str, str],
-        pyapps_image: str, compose_on_h1: None, capsys: pytest.CaptureFixture) -> None:  # noqa: F811
+        pyapps_image: str, compose_on_h1: None, capsys: pytest.CaptureFixture) -> None:
     token = uuid.uuid4().hex[:8]
     project = f"mmsvr{token}"
     stack = make_stack_copy(tmp_path / "stack")

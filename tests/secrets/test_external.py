@@ -11,17 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stackcopy import make_stack_copy, run_inv
+from tests.support.stackcopy import run_inv, set_up_copy
 
 TOKEN = "hf_" + "Xq7" * 11  # the shape of a Hugging Face token
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Path:
-    root = make_stack_copy(tmp_path / "stack")
-    proc = run_inv(root, "setup")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return root
+    return set_up_copy(tmp_path / "stack")
 
 
 def vllm_env(stack: Path, env: str = "gpu") -> str:

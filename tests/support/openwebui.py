@@ -24,66 +24,28 @@ the same ``data_dir`` is a restart. The working folder is a private one too (``o
 serve`` would write ./.webui_secret_key there when WEBUI_SECRET_KEY is unset).
 
 Without the venv the test is skipped, or fails where ``CI=true`` (.ci/run builds it). The venv
-lookup runs once per session.
+lookup runs once per session. Starting, waiting and stopping: tests/support/realapp.py.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import subprocess
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from tests.support.realapp import REALAPPS, AppSpec, AppURL, free_port, require_venv, run_app
 
-from tests.support.litellm_proxy import ProxyURL, _stop, free_port
-
-REPO = Path(__file__).resolve().parents[2]
-VENV_SCRIPT = REPO / "tests" / "realapps" / "openwebui-venv.sh"
+VENV_SCRIPT = REALAPPS / "openwebui-venv.sh"
 
 BASE_ENV: dict[str, str] = {
     "USE_SLIM_DOCKER": "true",
     "OFFLINE_MODE": "true",
     "HF_HUB_OFFLINE": "1",
 }
-
-START_TIMEOUT = float(os.environ.get("MMSTACK_OPENWEBUI_START_TIMEOUT", "180"))
-
-
-class WebUIURL(ProxyURL):
-    """Open WebUI's base URL (``http://127.0.0.1:PORT``), which also knows the server's log."""
-
-
-@functools.cache
-def openwebui_python() -> Path | None:
-    """The venv's python if tests/realapps/openwebui-venv.sh has built it and it is current."""
-    try:
-        done = subprocess.run(["bash", str(VENV_SCRIPT), "--check"], capture_output=True,
-                              text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    path = Path(done.stdout.strip()) if done.returncode == 0 else None
-    return path if path is not None and path.is_file() else None
-
-
-def require_openwebui() -> Path:
-    """The venv's python; else skip the test, or fail it when CI=true."""
-    python = openwebui_python()
-    if python is not None:
-        return python
-    reason = "the Open WebUI venv is not built"
-    fix = f"run as root: bash {VENV_SCRIPT.relative_to(REPO)}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}: CI must run the real-app tests ({fix})", pytrace=False)
-    pytest.skip(f"{reason} ({fix})")
-    raise AssertionError("unreachable")
 
 
 def _healthy(url: str) -> bool:
@@ -94,58 +56,29 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@contextmanager
-def run_openwebui(env: Mapping[str, str], data_dir: Path, port: int | None = None,
-                  start_timeout: float = START_TIMEOUT) -> Iterator[WebUIURL]:
-    """Start the real Open WebUI on 127.0.0.1 with ``env``, its data in ``data_dir``; yield its
-    base URL; stop it on exit.
+OPENWEBUI = AppSpec("open-webui", VENV_SCRIPT, _healthy,
+                    float(os.environ.get("MMSTACK_OPENWEBUI_START_TIMEOUT", "180")))
 
-    Waits until ``GET /health`` answers ``{"status": true}`` (Open WebUI has then run its
+
+def require_openwebui() -> Path:
+    """The venv's python; else skip the test, or fail it when CI=true."""
+    return require_venv(VENV_SCRIPT, "Open WebUI")
+
+
+@contextmanager
+def run_openwebui(env: Mapping[str, str], data_dir: Path, port: int | None = None) -> Iterator[AppURL]:
+    """Start the real Open WebUI on 127.0.0.1 with ``env``, its data in ``data_dir``; yield its
+    base URL; stop its whole process group on exit.
+
+    Ready when ``GET /health`` answers ``{"status": true}`` (Open WebUI has then run its
     migrations and start-up hook, which creates the admin from WEBUI_ADMIN_* when it has no
-    user); raises AssertionError with the server's log if it exits or is not healthy within
-    ``start_timeout`` seconds. On exit the whole process group is stopped, SIGTERM then SIGKILL.
+    user).
     """
     python = require_openwebui()
-    openwebui = python.parent / "open-webui"
     port = port if port is not None else free_port()
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="mmstack-openwebui-") as tmp:
-        tmpdir = Path(tmp)
-        home, static = tmpdir / "home", tmpdir / "static"
-        home.mkdir()
-        log_path = tmpdir / "openwebui.log"
-        run_env = {
-            "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(home),
-            "TMPDIR": str(tmpdir),
-            "LANG": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "STATIC_DIR": str(static),
-            **BASE_ENV,
-            **dict(env),
-            "DATA_DIR": str(data_dir),
-        }
-        argv = [str(openwebui), "serve", "--host", "127.0.0.1", "--port", str(port)]
-        url = f"http://127.0.0.1:{port}"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, env=run_env, cwd=tmpdir, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        server = WebUIURL(url, log_path, proc)
-        try:
-            deadline = time.monotonic() + start_timeout
-            while not _healthy(url):
-                if proc.poll() is not None:
-                    raise AssertionError(f"open-webui exited with {proc.returncode} before it was "
-                                         f"healthy on {url}; log:\n{server.log()}")
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"open-webui not healthy on {url}/health after "
-                                         f"{start_timeout:.0f}s; log:\n{server.log()}")
-                time.sleep(0.5)
-            yield server
-        finally:
-            _stop(proc)
-            try:
-                server._kept = log_path.read_text(errors="replace")
-            except OSError:
-                pass
+    argv = [str(python.parent / "open-webui"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with run_app(OPENWEBUI, python, argv, {**BASE_ENV, **dict(env), "DATA_DIR": str(data_dir)}, port,
+                 private=lambda tmp: {"STATIC_DIR": str(tmp / "static")}) as url:
+        yield url

@@ -43,3 +43,21 @@ def write_mutated(stack: Path, case: Case) -> str:
     assert mutated != original, f"{case.name}: the edit changed nothing"
     (stack / SCHEMA).write_text(mutated)
     return mutated
+
+
+def assert_refused(stack: Path, case: Case, task: str = "generate-compose") -> tuple[str, str]:
+    """Apply ``case`` to the stack copy and run ``inv TASK``: it must be refused cleanly (exit 1,
+    no traceback, the case's message and key path in the error) with nothing written. Returns
+    the edited schema text and the error output, for the line the case must point at."""
+    from tests.support.stackcopy import run_inv
+
+    mutated = write_mutated(stack, case)
+    proc = run_inv(stack, task)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert case.message in proc.stderr, proc.stderr
+    if case.key_path:
+        assert case.key_path in proc.stderr, proc.stderr
+    assert not list(stack.glob("compose*.yml")), "nothing may be written when the schema is invalid"
+    assert not (stack / "config").exists(), "nothing may be written when the schema is invalid"
+    return mutated, proc.stderr

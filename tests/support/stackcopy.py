@@ -43,3 +43,11 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:
             st = path.stat()
             out[str(path.relative_to(root))] = (st.st_mtime_ns, st.st_mode, path.read_bytes())
     return out
+
+
+def set_up_copy(dest: Path) -> Path:
+    """A stack copy at ``dest`` on which `inv setup` has run (compose files, secrets, env files)."""
+    root = make_stack_copy(dest)
+    proc = run_inv(root, "setup")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return root

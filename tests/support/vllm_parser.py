@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-import pytest
+from tests.support.needs import unavailable
 
 REALAPPS = Path(__file__).resolve().parents[1] / "realapps"
 VENV_SCRIPT = REALAPPS / "vllm-venv.sh"
@@ -60,10 +60,7 @@ class VllmRejected(ValueError):
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}: CI must run the vLLM parser tests "
-                    f"(bash {VENV_SCRIPT.relative_to(REALAPPS.parents[1])})", pytrace=False)
-    pytest.skip(reason)
+    unavailable(reason, f"bash {VENV_SCRIPT.relative_to(REALAPPS.parents[1])}")
 
 
 @lru_cache(maxsize=1)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from invoke import Context
 
-from tasks.gpu.plan import GpuPlan
+from tasks.gpu.planfile import GpuPlan
 from tasks.schema.model import load_stack
 from tasks.stack.composecmd import find_compose_command
 from tasks.verify.checks.gpu import vllm_gpus, vllm_p2p

@@ -4,4 +4,7 @@ Adding a service means adding its check here, in the module of its area, with
 ``@check("<service>", ...)`` (see `..registry`).
 """
 
-from . import datastores, gpu, llm, n8n, observability, ui  # noqa: F401
+# Imported for their side effect: each module's @check decorators fill the registry.
+from . import datastores, gpu, llm, n8n, observability, ui
+
+__all__ = ["datastores", "gpu", "llm", "n8n", "observability", "ui"]
