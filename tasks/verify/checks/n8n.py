@@ -59,7 +59,7 @@ def n8n_database(t: Any, p: Any) -> str:
             fix = (f"the role's password is not the stored {db['password']}: `inv start --env {t.env}` runs "
                    f"postgres-init again, which sets it from the store")
         else:
-            fix = f"`inv logs --service n8n` and `inv logs --service postgres-init`"
+            fix = "`inv logs --service n8n` and `inv logs --service postgres-init`"
         fail(f"n8n's tables are not in database {name}", expected=f"n8n's migrations recorded in {name}, "
              f"readable by role {name}", got=why if done.exited != 0 else f"{got or 'no'} migrations", fix=fix)
     return f"{got} migrations in database {name}"
