@@ -30,6 +30,7 @@ class Facts:
     env: str
     engine_error: str | None = None
     compose_error: str | None = None
+    compose_fix: str | None = None
     compose: tuple[str, ...] = ()
     runtimes: set[str] = field(default_factory=set)
     gpu_services: list[str] = field(default_factory=list)  # services that reserve a GPU
@@ -65,7 +66,7 @@ def evaluate(f: Facts) -> list[Finding]:
         out.append(Finding("engine", True, "reachable"))
     if f.compose_error:
         out.append(Finding("compose", False, f.compose_error,
-                           "install the docker compose plugin or a docker-compose v2 binary"))
+                           f.compose_fix or "install the docker compose plugin or a docker-compose v2 binary"))
     else:
         out.append(Finding("compose", True, " ".join(f.compose)))
     if f.missing_files:

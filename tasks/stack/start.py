@@ -66,7 +66,7 @@ def preflight_step(run: Run, site: Site, rep: Any, stack: Any, env: str, record:
         facts.compose = (tuple(shlex.split(preferred)) if preferred else known
                          or found_compose(site, gathered.compose_probe or ""))
     except DockerError as exc:
-        facts.compose_error = exc.message
+        facts.compose_error, facts.compose_fix = exc.message, exc.fix
     # Exactly the services the generated overlay reserves a GPU for (a CPU-only plan: none);
     # a host's plan is the one deploy made from its own GPUs.
     plan = site.extra.get("plan") if site.remote else load_gpu_plan(run.state_dir)

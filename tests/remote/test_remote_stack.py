@@ -155,9 +155,11 @@ def test_deploy_without_compose_on_the_host_fails_naming_both_commands(
                              inventory=str(inventory_path))
     assert code == 2
     for host in ("h1", "h2"):
-        up = results(doc, host)["stack up"]
+        # The start's preflight on the host (the same one as `inv start-*` here) names both.
+        up = results(doc, host)["preflight: compose"]
         assert up["status"] == "failed"
         assert "`docker compose`" in up["message"] and "`docker-compose`" in up["message"]
+        assert host in up["message"] and "mmstack.remote.compose_command" in up["message"]
         assert results(doc, host)["compose.yml"]["status"] == "changed"  # the files went first
     assert "compose version" in shims.read("docker.calls")
 
