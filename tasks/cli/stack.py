@@ -167,16 +167,35 @@ def logs(c: Context, service: list[str] | None = None, tail: int = 100, follow: 
         if code:
             raise Exit(code=code)
         return
+    import signal
     import threading
 
     lock = threading.Lock()
+    open_sites: list[Any] = []
+    interrupted = threading.Event()
 
     def job(site: Any, host: Any, hr: Any) -> None:
+        open_sites.append(site)
         code = logs_at(run, site, list(service or []), tail, follow, prefix=host.name, lock=lock)
-        (hr.failed if code else hr.ok)("logs", f"`docker compose logs` exited {code}")
+        if interrupted.is_set():
+            hr.ok("logs", "stopped following (interrupted)")
+        else:
+            (hr.failed if code else hr.ok)("logs", f"`docker compose logs` exited {code}")
 
-    on_selected_hosts(run, hosts, limit, inventory, forks, job, title="logs", lock=False,
-                      all_at_once=follow)
+    def stop_following(*_: Any) -> None:
+        # Ctrl-C while following every host: closing the connections ends each host's
+        # `logs --follow`, so the workers return and the recap still prints.
+        interrupted.set()
+        for site in list(open_sites):
+            site.c.close()
+
+    previous = signal.signal(signal.SIGINT, stop_following) if follow else None
+    try:
+        on_selected_hosts(run, hosts, limit, inventory, forks, job, title="logs", lock=False,
+                          all_at_once=follow)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     run.finish()
 
 

@@ -65,7 +65,9 @@ class Planned:
 
 
 def all_checks() -> list[Check]:
-    from . import checks  # noqa: F401 - registers every check module
+    import importlib
+
+    importlib.import_module(f"{__package__}.checks")  # importing them registers every check
 
     return [c for svc in REGISTRY for c in REGISTRY[svc]]
 

@@ -26,6 +26,7 @@ from tasks.cli.stack import logs, restart, status, stop
 from tests.lifecycle.conftest import pick_offset, remove_project
 from tests.lifecycle.stackconfig import ONE_SHOTS, development_services, write_test_settings
 from tests.remote.test_deploy import secret_values
+from tests.remote.test_remote_stack import call
 from tests.support.sshd import SshdFarm
 from tests.support.stackcopy import make_stack_copy, run_inv
 
@@ -53,16 +54,6 @@ def compose_on_h1(farm: SshdFarm, compose_bin: tuple[str, ...]) -> Iterator[None
         yield
     finally:
         link.unlink(missing_ok=True)
-
-
-def call(func: Any, *args: Any, **kw: Any) -> int:
-    from invoke import Exit
-
-    try:
-        func(*args, **kw)
-    except Exit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def run_json(capsys: pytest.CaptureFixture, func: Any, *args: Any, **kw: Any) -> tuple[int, dict[str, Any]]:

@@ -4,4 +4,6 @@ Adding a service means adding its check here, in the module of its area, with
 ``@check("<service>", ...)`` (see `..registry`).
 """
 
-from . import datastores, gpu, llm, observability, ui  # noqa: F401
+from . import datastores, gpu, llm, observability, ui
+
+__all__ = ["datastores", "gpu", "llm", "observability", "ui"]

@@ -51,7 +51,7 @@ def litellm_chat(t: Any, p: Any) -> str:
         body = r.describe()
         fix = (f"LiteLLM reached vLLM but was refused: VLLM_API_KEY in env/{t.env}/litellm.env and "
                f"vllm.env must match; {restart_fix(t, 'litellm')}" if "401" in body or "Unauthorized" in body
-               else f"see `inv logs --service litellm` and `inv logs --service vllm`")
+               else "see `inv logs --service litellm` and `inv logs --service vllm`")
         fail("the completion failed", expected="HTTP 200 with a completion", got=body, fix=fix)
     doc = r.json() or {}
     choices = doc.get("choices") or [{}]
