@@ -182,6 +182,23 @@ def test_deploy_check_on_a_fresh_host_skips_the_stack_and_writes_nothing(
     assert " up " not in shims.read("compose.calls")
 
 
+def test_start_with_hosts_is_the_deploy_of_that_environment(
+        farm: SshdFarm, inventory_path: Path, tmp_path: Path, configured_stack: Path, shims: Shims,
+        capsys: pytest.CaptureFixture) -> None:
+    from tasks.cli.stack import start_dev
+
+    shims.install(farm.hosts[0], "docker-compose", FAKE_COMPOSE)
+    code, doc, _ = call_json(capsys, start_dev, ctx(configured_stack), hosts="h1",
+                             inventory=str(inventory_path), check=True)
+    assert code == 0, doc
+    got = results(doc, "h1")
+    assert got["compose.development.yml"]["status"] == "changed" and "gpu" in got   # deploy's files, GPU facts
+    assert got["stack up"]["status"] == "skipped" and not stack_dir(farm, tmp_path).exists()
+    with pytest.raises(Exit) as refused:
+        start_dev(ctx(configured_stack), hosts="h1", inventory=str(inventory_path), profile=["elk"])
+    assert refused.value.code == 1 and "--profile" in str(refused.value)
+
+
 def test_deploy_no_start_uploads_files_only(farm: SshdFarm, inventory_path: Path, tmp_path: Path,
                                             configured_stack: Path, capsys: pytest.CaptureFixture) -> None:
     code, doc, _ = call_json(capsys, deploy, ctx(configured_stack), hosts="h1", env="development",
