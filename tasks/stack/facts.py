@@ -240,22 +240,24 @@ def _section(name: str, command: str) -> str:
 
 
 def preflight_command(root: str, files: Sequence[str], *, compose_probe: str | None = None,
-                      volumes_of: str | None = None) -> str:
+                      volumes_of: str | None = None, runtimes: bool = True) -> str:
     """Every preflight fact of a start, as one shell command (sections parsed by `parse_preflight`).
 
     ``compose_probe``: the probe script, when Compose must be found; ``volumes_of``: a project
-    whose volumes are wanted (a start for another environment than the last one)."""
+    whose volumes are wanted (a start for another environment than the last one); ``runtimes``:
+    the engine's runtimes are wanted (a GPU is given to a service; `docker info` is slow)."""
     from .site import quote_path
 
     checks = " ".join(shlex.quote(f) for f in files)
     parts = [
-        _section("runtimes", f"docker info --format {shlex.quote(RUNTIMES_FORMAT)} 2>&1"),
         _section("containers", containers_command() + " 2>&1"),
         _section("listeners", listeners_command()),
         _section("missing", f"if cd -- {quote_path(root)} 2>/dev/null; then for f in {checks} ''; do "
                             '[ -z "$f" ] || [ -f "$f" ] || printf "%s\\n" "$f"; done; '
                             f"else printf '%s\\n' {checks}; fi"),
     ]
+    if runtimes:
+        parts.insert(0, _section("runtimes", f"docker info --format {shlex.quote(RUNTIMES_FORMAT)} 2>&1"))
     if volumes_of is not None:
         flt = shlex.quote(f"label={PROJECT_LABEL}={volumes_of}")
         parts.append(_section("volumes", f"docker volume ls --filter {flt} --format {shlex.quote(VOLUME_FORMAT)}"))
@@ -281,24 +283,29 @@ def split_sections(text: str) -> dict[str, tuple[str, int]]:
     return out
 
 
+def _last_line(text: str, default: str) -> str:
+    lines = [r.strip() for r in (text or "").splitlines() if r.strip()]
+    return lines[-1] if lines else default
+
+
 def parse_preflight(text: str) -> PreflightFacts:
     """Pure: `preflight_command`'s output as facts; a section that did not answer is an error
     (the engine's) or an empty fact."""
     sections = split_sections(text)
     facts = PreflightFacts()
-    runtimes, code = sections.get("runtimes", ("", 1))
-    try:
-        if code != 0:
-            raise ValueError
-        facts.runtimes = set((json.loads(runtimes.strip().splitlines()[-1]) or {}).keys())
-    except (ValueError, IndexError, AttributeError):
-        lines = [r.strip() for r in runtimes.splitlines() if r.strip()]
-        facts.engine_error = (lines[-1] if lines else "`docker info` gave no answer")
     containers, code = sections.get("containers", ("", 1))
     if code == 0:
         facts.containers = parse_containers(containers)
-    elif facts.engine_error is None:
-        facts.engine_error = (containers.strip().splitlines() or ["`docker ps` failed"])[-1]
+    else:
+        facts.engine_error = _last_line(containers, "`docker ps` gave no answer")
+    if "runtimes" in sections and facts.engine_error is None:
+        runtimes, code = sections["runtimes"]
+        try:
+            if code != 0:
+                raise ValueError
+            facts.runtimes = set((json.loads(runtimes.strip().splitlines()[-1]) or {}).keys())
+        except (ValueError, IndexError, AttributeError):
+            facts.engine_error = _last_line(runtimes, "`docker info` gave no answer")
     if "listeners" in sections:
         facts.listeners = parse_listeners(sections["listeners"][0])
     facts.missing_files = [f for f in sections.get("missing", ("", 0))[0].splitlines() if f]

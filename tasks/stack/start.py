@@ -56,21 +56,22 @@ def preflight_step(run: Run, site: Site, rep: Any, stack: Any, env: str, record:
         wanted += env_file_refs(stack, env, svc, specs[svc])
     other_env = previous is not None and previous.env != env
     probe = None if preferred or known else compose_probe(probe_extra(site))
+    # Exactly the services the generated overlay reserves a GPU for (a CPU-only plan: none);
+    # a host's plan is the one deploy made from its own GPUs.
+    plan = site.extra.get("plan") if site.remote else load_gpu_plan(run.state_dir)
+    gpu_services = [s for s in model.services if gpu_device(model, s, specs[s], plan) is not None]
     gathered = parse_preflight(site.sh(preflight_command(site.root, list(dict.fromkeys(wanted)),
                                                          compose_probe=probe,
-                                                         volumes_of=stack.project if other_env else None),
+                                                         volumes_of=stack.project if other_env else None,
+                                                         runtimes=bool(gpu_services)),
                                        timeout=120).stdout)
     facts = Facts(env=env, engine_error=gathered.engine_error, runtimes=gathered.runtimes,
-                  missing_files=gathered.missing_files, where=site.where())
+                  missing_files=gathered.missing_files, where=site.where(), gpu_services=gpu_services)
     try:
         facts.compose = (tuple(shlex.split(preferred)) if preferred else known
                          or found_compose(site, gathered.compose_probe or ""))
     except DockerError as exc:
         facts.compose_error, facts.compose_fix = exc.message, exc.fix
-    # Exactly the services the generated overlay reserves a GPU for (a CPU-only plan: none);
-    # a host's plan is the one deploy made from its own GPUs.
-    plan = site.extra.get("plan") if site.remote else load_gpu_plan(run.state_dir)
-    facts.gpu_services = [s for s in model.services if gpu_device(model, s, specs[s], plan) is not None]
     facts.gpu_starved = [s for s in model.services if model.gpu and specs[s].get("gpu_only")
                          and model.vllm_device != "cpu" and s not in facts.gpu_services]
     facts.secrets_present = SecretStore.open(run.state_dir).exists(env)  # kept here, sent to hosts

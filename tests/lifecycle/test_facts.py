@@ -155,3 +155,15 @@ def test_the_start_record_read_through_a_site() -> None:
 def test_parse_containers_ignores_what_is_not_an_entry() -> None:
     text = fixture("containers-up").stdout + "WARNING: something\n{broken\n"
     assert {c["Labels"]["com.docker.compose.service"] for c in parse_containers(text)} == {"web", "job"}
+
+
+def test_runtimes_are_asked_only_when_wanted_and_the_engine_judged_by_its_listing() -> None:
+    from tasks.stack.facts import SECTION
+
+    text = fixture("preflight-up").stdout
+    start = text.index(f"{SECTION}runtimes")
+    without = text[:start] + text[text.index(f"{SECTION}end", start):].split("\n", 1)[1]
+    facts = parse_preflight(without)
+    assert facts.engine_error is None and facts.runtimes == set() and facts.containers
+    down = parse_preflight(fixture("preflight-engine-down").stdout)
+    assert down.engine_error and "Cannot connect to the Docker daemon" in down.engine_error
