@@ -18,7 +18,7 @@ the environment up with Compose v2 on the host (``docker compose``, else ``docke
 ``mmstack.remote.compose_command`` overrides), waiting for health. A service is ``changed`` only
 when its container was created, recreated or started, so a second deploy reports changed=0.
 ``--check`` changes nothing and asks Compose's dry run what ``up`` would do; ``--no-start`` stops
-after the files. `remote-status` gives the local `status` rows per host, `remote-wipe` removes
+after the files. `remote-status` is `inv status --hosts` (the local `status` rows per host), `remote-wipe` removes
 the project's containers, networks and volumes by Compose label only (one confirmation for all
 hosts; ``--all`` also the uploaded files and secrets), and `remote-run` runs the host's own
 ``mmstack`` command (``pip install mmstack`` there) in its stack directory, arguments
@@ -104,12 +104,11 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
     environments = sorted({env or h.environment for h in selected})
     secrets = {e: load_environment_secrets(run, stack, e) for e in environments}
     wait_timeout = int(resolve(timeout, c, "stack.wait_timeout"))
-    preferred = resolve(None, c, "remote.compose_command")
     # Each distinct (environment, GPU plan) is rendered once and shared by the hosts needing it.
     renders = stack_renders(stack, secrets, template_cache_dir(run))  # compiled as `inv setup` keeps them
-    stack_up = None
+    start_at = None
     if not no_start:
-        from ..remote.stackops import stack_up  # Compose over SSH: only when starting
+        from ..stack.start import start_at  # Compose over SSH: only when starting
 
     lock_timeout = float(config_value(c, "lock_timeout"))
     from ..verify.steps import options as verify_options
@@ -130,12 +129,16 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
                                      diff=diff, host=host.name, backup_dir=host_backup_dir(found.root)):
                 hr.add(result)
                 changed = changed or result.status is Status.CHANGED
-            if stack_up is None:
+            if start_at is None:
                 hr.skipped("stack up", "--no-start")
                 return
-            stack_up(conn, host, hr, stack=stack, environment=environment, check=check,
-                     files_changed=changed, timeout=wait_timeout, preferred=preferred,
-                     mask=masker(secrets[environment].values()))
+            # The one start step (`inv start-*` here), on the host; its lock is held already.
+            from ..stack.site import Site
+
+            site = Site(conn, found.root, host.name, remote=True)  # root resolved in the one channel
+            site.extra["plan"] = plan
+            start_at(run, site, hr, environment, wait=True, timeout=wait_timeout, stack=stack,
+                     mask=masker(secrets[environment].values()), files_pending=changed)
         # A host whose stack did not come up healthy has nothing to verify yet.
         if verify_after and not any(r.status is Status.FAILED for r in hr.results):
             from ..verify.steps import remote_verify
@@ -159,29 +162,10 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
 @boundary
 def remote_status(c: Context, hosts: str | None = None, limit: str | None = None,
                   inventory: str | None = None, forks: int | None = None, json: bool = False) -> None:
-    """Service, state, health and URL on each host; non-zero if any is unhealthy or unreachable."""
-    from ..remote.parallel import run_connected
-    from ..remote.stackops import stack_status
-    from ..stack.common import secret_masker
+    """Same as `inv status --hosts` (default: all hosts): service, state, health and URL on each host."""
+    from .stack import status
 
-    run = Run.start(c, json=json)
-    inv, selected = select_hosts(run, hosts, limit, inventory)
-    stack = load_stack_cached(run)
-    mask = secret_masker(run, stack)
-    preferred = resolve(None, c, "remote.compose_command")
-    found: dict[str, Any] = {}
-
-    def job(conn: Any, host: Any, hr: Any) -> None:
-        found[host.name] = stack_status(conn, host, hr, stack=stack, preferred=preferred, mask=mask,
-                                        show_table=not json)
-
-    run.reporter.task("remote-status")
-    outcome = run_connected(selected, job, config=c.config, forks=fork_count(run, forks, inv),
-                            reporter=run.reporter)
-    outcome.print_recap(run.reporter)
-    run.add_output("status", {name: found[name] for name in sorted(found)})
-    run.add_output("hosts", outcome.to_dict())
-    run.finish()
+    status(c, json=json, hosts=hosts or "all", limit=limit, inventory=inventory, forks=forks)
 
 
 @task(help={
@@ -269,7 +253,8 @@ def remote_run(c: Context, task: str | None = None, hosts: str | None = None, li
 
     from ..engine.errors import ConfigError
     from ..remote.parallel import run_connected
-    from ..remote.stackops import PrefixWriter, run_task
+    from ..engine.streams import LineWriter
+    from ..remote.taskrun import run_task
 
     try:
         argv = shlex.split(task or "")
@@ -285,8 +270,8 @@ def remote_run(c: Context, task: str | None = None, hosts: str | None = None, li
     def job(conn: Any, host: Any, hr: Any) -> None:
         out = err = None
         if not json:
-            out = PrefixWriter(host.name, sys.stdout, lock)
-            err = PrefixWriter(host.name, sys.stderr, lock)
+            out = LineWriter(sys.stdout, lock, host.name)
+            err = LineWriter(sys.stderr, lock, host.name)
         outputs[host.name] = run_task(conn, host, hr, argv, out=out, err=err, timeout=timeout)
 
     run.reporter.task("remote-run: mmstack " + " ".join(shlex.quote(a) for a in argv))

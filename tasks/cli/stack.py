@@ -1,16 +1,22 @@
 """Running the stack: `start-*`, `status`, `stop`, `logs`, `restart`, `wipe`, `backup`,
 `restore`, `reset`.
 
-Thin tasks over the steps in `stack.start`, `stack.control` and `stack.maintenance`. Nothing heavy is imported at load time (the docker SDK only
+Thin tasks over the steps in `stack.start`, `stack.control` and `stack.maintenance`. `start-*`,
+`status`, `stop`, `restart` and `logs` also work on inventory hosts (``--hosts PATTERN``): the
+same step runs there over SSH (`remote.fanout.on_hosts`), with the host's lock where it changes
+anything, and a per-host recap. Nothing heavy is imported at load time (the docker SDK only
 inside the tasks that change resources), so `inv --list` stays fast.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from invoke import Collection, Context, Exit, task
 
 from ..engine.run import Run, boundary, resolve
 from ..engine.settings import defaults_for
+from ..remote.selection import HOST_HELP, fork_count, select_hosts, wants_hosts
 
 START_HELP = {
     "profile": "also start this stack or environment profile (repeatable)",
@@ -19,14 +25,28 @@ START_HELP = {
     "check": "change nothing; list what would be created or recreated",
     "json": "print the results as JSON",
     "no_verify": "do not run `inv verify` once the stack is up (default mmstack.verify.after_start)",
+    **{k: v + ("; the same as `inv deploy --env` of this environment to those hosts" if k == "hosts" else "")
+       for k, v in HOST_HELP.items()},
 }
 
 
 def _start(c: Context, env: str, profile: list[str] | None, no_wait: bool, timeout: int | None,
-           check: bool, json: bool, no_verify: bool = False) -> None:
+           check: bool, json: bool, no_verify: bool = False, hosts: str | None = None,
+           limit: str | None = None, inventory: str | None = None, forks: int | None = None) -> None:
     from ..stack.common import load_stack_cached
     from ..stack.start import start_step
 
+    if wants_hosts(hosts, limit, inventory):
+        # On hosts a start is a deploy of this environment: the files go first (the hosts'
+        # own GPU plans), then the same start step, then verify; one code path.
+        from .remote import deploy
+
+        if profile or no_wait:
+            raise Exit("error: --profile and --no-wait work on this host only; with --hosts the "
+                       "environment is deployed as `inv deploy --env` does (drop them)", code=1)
+        deploy(c, hosts=hosts, env=env, limit=limit, inventory=inventory, forks=forks, check=check,
+               timeout=timeout, json=json, no_verify=no_verify)
+        return
     run = Run.start(c, check=check, json=json)
     wait_timeout = int(resolve(timeout, c, "stack.wait_timeout"))
     verify_after = not no_verify and bool(resolve(None, c, "verify.after_start"))
@@ -45,19 +65,22 @@ def _start(c: Context, env: str, profile: list[str] | None, no_wait: bool, timeo
 @boundary
 def start(c: Context, env: str | None = None, profile: list[str] | None = None, no_wait: bool = False,
           timeout: int | None = None, check: bool = False, json: bool = False,
-          no_verify: bool = False) -> None:
-    """Start an environment with Compose v2, wait until every service is healthy, then verify it."""
+          no_verify: bool = False, hosts: str | None = None, limit: str | None = None,
+          inventory: str | None = None, forks: int | None = None) -> None:
+    """Start an environment with Compose v2, wait until every service is healthy, then verify it
+    (with --hosts: deploy it to those hosts)."""
     env = resolve(env, c, "environment")
     if not env:
         raise Exit("error: say which environment: --env NAME (or use start-dev, start-prod, ...)", code=1)
-    _start(c, env, profile, no_wait, timeout, check, json, no_verify)
+    _start(c, env, profile, no_wait, timeout, check, json, no_verify, hosts, limit, inventory, forks)
 
 
 def _env_task(env: str, doc: str):  # type: ignore[no-untyped-def]
     def start_env(c: Context, profile: list[str] | None = None, no_wait: bool = False,
                   timeout: int | None = None, check: bool = False, json: bool = False,
-                  no_verify: bool = False) -> None:
-        _start(c, env, profile, no_wait, timeout, check, json, no_verify)
+                  no_verify: bool = False, hosts: str | None = None, limit: str | None = None,
+                  inventory: str | None = None, forks: int | None = None) -> None:
+        _start(c, env, profile, no_wait, timeout, check, json, no_verify, hosts, limit, inventory, forks)
 
     start_env.__doc__ = doc
     return task(iterable=["profile"], help=START_HELP)(boundary(start_env))
@@ -70,43 +93,110 @@ start_gpu = _env_task("gpu", "Start the GPU environment (inference tuned by `inv
 start_monitoring = _env_task("elk", "Start the monitoring stack (metrics and ELK) on its own.")
 
 
-@task(help={"json": "print the services as JSON"})
+def on_selected_hosts(run: Run, hosts: str | None, limit: str | None, inventory: str | None,
+                      forks: int | None, job: Any, *, title: str, lock: bool, all_at_once: bool = False) -> Any:
+    """``job(site, host, hr)`` on every selected host (`remote.fanout.on_hosts`), with its recap."""
+    from ..remote.fanout import on_hosts
+
+    inv, selected = select_hosts(run, hosts, limit, inventory)
+    forks_now = len(selected) if all_at_once else fork_count(run, forks, inv)
+    return on_hosts(run, selected, job, forks=max(1, forks_now), title=title, lock=lock)
+
+
+@task(help={"json": "print the services as JSON (with --hosts: per host, as remote-status)", **HOST_HELP})
 @boundary
-def status(c: Context, json: bool = False) -> None:
+def status(c: Context, json: bool = False, hosts: str | None = None, limit: str | None = None,
+           inventory: str | None = None, forks: int | None = None) -> None:
     """Service, state, health and URL of what the last start started; non-zero if any is unhealthy."""
-    from ..stack.control import status_step
+    from ..stack.control import status_at, status_step
 
     run = Run.start(c, json=json)
-    status_step(run)
+    if not wants_hosts(hosts, limit, inventory):
+        status_step(run)
+        run.finish()
+        return
+    from ..stack.common import lazy_masker, load_stack_cached
+
+    stack = load_stack_cached(run)
+    mask = lazy_masker(run, stack)
+    found: dict[str, Any] = {}
+
+    def job(site: Any, host: Any, hr: Any) -> None:
+        found[host.name] = status_at(run, site, hr, stack=stack, mask=mask)
+
+    on_selected_hosts(run, hosts, limit, inventory, forks, job, title="status", lock=False)
+    run.add_output("status", {name: found[name] for name in sorted(found)})
     run.finish()
 
 
-@task(help={"check": "change nothing; list what would be stopped", "json": "print the results as JSON"})
+@task(help={"check": "change nothing; list what would be stopped", "json": "print the results as JSON",
+            **HOST_HELP})
 @boundary
-def stop(c: Context, check: bool = False, json: bool = False) -> None:
+def stop(c: Context, check: bool = False, json: bool = False, hosts: str | None = None,
+         limit: str | None = None, inventory: str | None = None, forks: int | None = None) -> None:
     """Stop the services of the last start (containers and data are kept)."""
-    from ..stack.control import stop_step
+    from ..stack.control import stop_at, stop_step
 
     run = Run.start(c, check=check, json=json)
-    with run.locked():
-        stop_step(run)
+    if wants_hosts(hosts, limit, inventory):
+        on_selected_hosts(run, hosts, limit, inventory, forks, lambda site, host, hr: stop_at(run, site, hr),
+                          title="stop", lock=True)
+    else:
+        with run.locked():
+            stop_step(run)
     run.finish()
 
 
 @task(iterable=["service"], help={
     "service": "only this service (repeatable)",
     "tail": "lines of history to show per service (default 100)",
-    "follow": "keep following new lines",
+    "follow": "keep following new lines (with --hosts: every host at once)",
+    **HOST_HELP,
 })
 @boundary
-def logs(c: Context, service: list[str] | None = None, tail: int = 100, follow: bool = False) -> None:
-    """Logs of the started services (stored secret values are masked)."""
-    from ..stack.control import logs_step
+def logs(c: Context, service: list[str] | None = None, tail: int = 100, follow: bool = False,
+         hosts: str | None = None, limit: str | None = None, inventory: str | None = None,
+         forks: int | None = None) -> None:
+    """Logs of the started services (stored secret values are masked; with --hosts each line
+    starts with its host)."""
+    from ..stack.control import logs_at, logs_step
 
     run = Run.start(c)
-    code = logs_step(run, list(service or []), tail, follow)
-    if code:
-        raise Exit(code=code)
+    if not wants_hosts(hosts, limit, inventory):
+        code = logs_step(run, list(service or []), tail, follow)
+        if code:
+            raise Exit(code=code)
+        return
+    import signal
+    import threading
+
+    lock = threading.Lock()
+    open_sites: list[Any] = []
+    interrupted = threading.Event()
+
+    def job(site: Any, host: Any, hr: Any) -> None:
+        open_sites.append(site)
+        code = logs_at(run, site, list(service or []), tail, follow, prefix=host.name, lock=lock)
+        if interrupted.is_set():
+            hr.ok("logs", "stopped following (interrupted)")
+        else:
+            (hr.failed if code else hr.ok)("logs", f"`docker compose logs` exited {code}")
+
+    def stop_following(*_: Any) -> None:
+        # Ctrl-C while following every host: closing the connections ends each host's
+        # `logs --follow`, so the workers return and the recap still prints.
+        interrupted.set()
+        for site in list(open_sites):
+            site.c.close()
+
+    previous = signal.signal(signal.SIGINT, stop_following) if follow else None
+    try:
+        on_selected_hosts(run, hosts, limit, inventory, forks, job, title="logs", lock=False,
+                          all_at_once=follow)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    run.finish()
 
 
 @task(iterable=["service"], help={
@@ -114,16 +204,24 @@ def logs(c: Context, service: list[str] | None = None, tail: int = 100, follow: 
     "timeout": "seconds to wait for health (default mmstack.stack.wait_timeout)",
     "check": "change nothing; list what would be restarted",
     "json": "print the results as JSON",
+    **HOST_HELP,
 })
 @boundary
 def restart(c: Context, service: list[str] | None = None, timeout: int | None = None,
-            check: bool = False, json: bool = False) -> None:
+            check: bool = False, json: bool = False, hosts: str | None = None, limit: str | None = None,
+            inventory: str | None = None, forks: int | None = None) -> None:
     """Restart services (recreating those whose configuration or env files changed)."""
-    from ..stack.control import restart_step
+    from ..stack.control import restart_at, restart_step
 
     run = Run.start(c, check=check, json=json)
-    with run.locked():
-        restart_step(run, list(service or []), int(resolve(timeout, c, "stack.wait_timeout")))
+    wait_timeout = int(resolve(timeout, c, "stack.wait_timeout"))
+    if wants_hosts(hosts, limit, inventory):
+        on_selected_hosts(run, hosts, limit, inventory, forks,
+                          lambda site, host, hr: restart_at(run, site, hr, list(service or []), wait_timeout),
+                          title="restart", lock=True)
+    else:
+        with run.locked():
+            restart_step(run, list(service or []), wait_timeout)
     run.finish()
 
 

@@ -60,6 +60,10 @@ class HostReporter:
     def unreachable(self, item: str, message: str = "", **kw: Any) -> Result:
         return self._new(Status.UNREACHABLE, item, message, **kw)
 
+    def task(self, name: str) -> None:
+        """A step's heading: on hosts, the run's own heading (printed once) stands for every
+        host's, so the steps shared with local runs may call it freely."""
+
     def warn(self, text: str) -> None:
         if self.reporter is not None:
             with self.lock:

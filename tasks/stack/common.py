@@ -4,29 +4,44 @@ start record runs, the secret masker, confirmation, and whether progress streams
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from typing import Any
 
 from ..engine.errors import ConfigError
 from ..engine.console import is_terminal
 from ..engine.run import Run, config_value
-from .engine import SERVICE_LABEL
 from .state import StartRecord
 
-LOG_TAIL = 20
 
 
 def compose_argv(run: Run, record: StartRecord | None = None) -> tuple[str, ...]:
-    """The Compose command: the one recorded by the last start when it still exists (no probe),
-    else `find_compose_command` (which runs `version` on each candidate)."""
-    preferred = config_value(run.c, "compose_command")
-    if record and record.compose and not preferred:
-        exe = record.compose[0]
-        if os.path.isabs(exe) and os.access(exe, os.X_OK):
-            return record.compose
-    from .composecmd import find_compose_command
+    """The Compose command on this machine: the one recorded by the last start when it still
+    exists (no probe), else `composecmd.find_compose` (which runs `version` on each candidate)."""
+    from .site import Site
 
-    return find_compose_command(preferred)
+    return compose_at(run, Site.here(run.c, run.stack), record)
+
+
+def preferred_compose(run: Run, site: Any) -> str | None:
+    """The configured Compose command for ``site`` (mmstack.remote.compose_command on hosts)."""
+    return config_value(run.c, "remote.compose_command" if site.remote else "compose_command") or None
+
+
+def compose_at(run: Run, site: Any, record: StartRecord | None = None) -> tuple[str, ...]:
+    """The Compose command at ``site`` for a step on what a start recorded: the configured one,
+    else the recorded one (here: when it still exists; on a host it is trusted, and a command
+    that vanished fails the step with Compose's "not found"), else the probe."""
+    preferred = preferred_compose(run, site)
+    if preferred:
+        return tuple(shlex.split(preferred))
+    if record and record.compose:
+        exe = record.compose[0]
+        if site.remote or (os.path.isabs(exe) and os.access(exe, os.X_OK)):
+            return record.compose
+    from .composecmd import find_compose, find_compose_command
+
+    return find_compose(site) if site.remote else find_compose_command()
 
 
 def load_stack_cached(run: Run) -> Any:
@@ -55,13 +70,6 @@ def expected_services(stack: Any, record: StartRecord) -> list[str]:
     return sorted(names, key=order.index)
 
 
-def by_service(containers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for c in containers:
-        out.setdefault(c.get("Labels", {}).get(SERVICE_LABEL, ""), c)
-    return out
-
-
 def secret_masker(run: Run, stack: Any) -> Any:
     """A function hiding every stored secret value in a text (identity when none can be read)."""
     from ..engine.masking import masker
@@ -73,6 +81,18 @@ def secret_masker(run: Run, stack: Any) -> Any:
     except Exception:  # noqa: BLE001 - masking must never break status
         values = []
     return masker(values)
+
+
+def lazy_masker(run: Run, stack: Any) -> Any:
+    """`secret_masker`, whose secrets are read only when a text is first masked."""
+    cache: list[Any] = []
+
+    def mask(text: str) -> str:
+        if not cache:
+            cache.append(secret_masker(run, stack))
+        return cache[0](text)
+
+    return mask
 
 
 def confirm(question: str, yes: bool, what: str) -> None:

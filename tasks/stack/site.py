@@ -79,14 +79,16 @@ class Site:
 
     # -- commands ---------------------------------------------------------------------------
     def sh(self, command: str, *, stdin: str | bytes | None = None, timeout: float | None = None,
-           stream: bool = False, out: Any = None, err: Any = None) -> Any:
+           stream: bool = False, out: Any = None, err: Any = None, pty: bool = False) -> Any:
         """Run ``command`` there (``warn``: the caller reads ``.exited``). Output is captured
-        unless ``stream`` (then it goes to the terminal) or writers ``out``/``err`` are given."""
+        unless ``stream`` (then it goes to the terminal; ``pty``: through a pseudo-terminal, so
+        Compose draws its live progress) or writers ``out``/``err`` are given (each chunk is
+        written to them as it comes)."""
         kw: dict[str, Any] = {}
         if out is not None or err is not None:
             kw = {"out_stream": out, "err_stream": err}
         else:
-            kw = {"hide": not stream}
+            kw = {"hide": not stream, "pty": bool(pty and stream)}
         if stdin is None:
             kw["in_stream"] = False
         else:
@@ -153,7 +155,9 @@ class SiteExecutor:
 
         limit = timeout or self.timeout
         try:
-            result = self.site.sh(self.command(argv), stream=stream, timeout=limit)
+            # On a terminal Compose gets one, as it would when run by hand: live progress.
+            result = self.site.sh(self.command(argv), stream=stream, timeout=limit,
+                                  pty=stream and not self.site.remote)
         except CommandTimedOut:
             raise subprocess.TimeoutExpired(list(argv), limit or 0) from None
         if result.exited == 127 and "not found" in (result.stderr or ""):

@@ -1,66 +1,90 @@
-"""`inv start-*`: preflight, then `compose up` (or its dry run), one result per service."""
+"""`inv start-*` (and the stack-up part of `inv deploy`): preflight, then `compose up` (or its
+dry run), one result per service. Written once against a `Site`: this machine
+(`Site.here`) or a host over SSH (`Site.on`), the same commands through ``site.sh``."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any
 
 from ..engine.errors import ConfigError, DockerError
 from ..engine.report import Result
 from ..engine.run import Run
-from .compose import ComposeRunner
+from .common import (Stop, expected_services, lazy_masker, load_stack_cached, preferred_compose,
+                     stream_progress)
 from .events import Progress, parse_progress, problem_lines, service_of
-from .engine import PROJECT_LABEL, EngineAPI
+from .facts import by_service, log_tail, project_services, service_containers
 from .outcomes import check_outcomes, not_ready, up_outcomes
-from .state import StartRecord, load_record, save_record
-from .common import (LOG_TAIL, Stop, by_service, compose_argv, expected_services, load_stack_cached,
-                     secret_masker, stream_progress)
+from .site import Site
+from .state import StartRecord, read_record, record_desired
+
+UP = "`docker compose up`"
 
 
-def preflight_step(run: Run, stack: Any, env: str, record: StartRecord, api: EngineAPI,
+def reusable_compose(site: Site, record: StartRecord | None) -> tuple[str, ...] | None:
+    """The Compose command the last start here found, when it is still there: no probe. On a
+    host it is probed again at every start (in the same command as the other facts)."""
+    if site.remote or record is None or not record.compose:
+        return None
+    exe = record.compose[0]
+    return record.compose if os.path.isabs(exe) and os.access(exe, os.X_OK) else None
+
+
+def preflight_step(run: Run, site: Site, rep: Any, stack: Any, env: str, record: StartRecord,
                    previous: StartRecord | None) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
-    """Run every check; report failures one by one (or a single ok). Returns (compose argv,
-    the project's containers) or raises when a check failed."""
+    """Gather every fact at ``site`` in one command, check them (pure `preflight.evaluate`),
+    report failures one by one (or a single ok). Returns (the Compose argv, the project's
+    containers) or raises `Stop` when a check failed."""
     from ..schema.generate import env_file_refs, gpu_device
     from ..schema.steps import load_gpu_plan
     from ..secrets.store import SecretStore
+    from .composecmd import compose_probe, found_compose, probe_extra
+    from .facts import parse_preflight, preflight_command
     from .preflight import Facts, evaluate, gather_ports, port_needs
 
-    rep = run.reporter
     rep.task("preflight")
     model = stack.environment(env)
     specs = stack.resolved_services(env)
-    facts = Facts(env=env)
-    running: list[dict[str, Any]] = []
-    try:
-        info = api.info()
-        facts.runtimes = set((info.get("Runtimes") or {}).keys())
-        running = api.containers(all=False)
-    except DockerError as exc:
-        facts.engine_error = exc.message
-    try:
-        facts.compose = compose_argv(run, previous)
-    except DockerError as exc:
-        facts.compose_error = exc.message
-    # Exactly the services the generated overlay reserves a GPU for (a CPU-only plan: none).
-    plan = load_gpu_plan(run.state_dir)
-    facts.gpu_services = [s for s in model.services if gpu_device(model, s, specs[s], plan) is not None]
-    facts.gpu_starved = [s for s in model.services if model.gpu and specs[s].get("gpu_only")
-                         and model.vllm_device != "cpu" and s not in facts.gpu_services]
+    preferred = preferred_compose(run, site)
+    known = None if preferred else reusable_compose(site, previous)
     wanted = list(record.files)
     for svc in model.services:
         wanted += env_file_refs(stack, env, svc, specs[svc])
-    facts.missing_files = [f for f in dict.fromkeys(wanted) if not (run.stack / f).is_file()]
-    facts.secrets_present = SecretStore.open(run.state_dir).exists(env)
-    if not facts.engine_error and previous is not None and previous.env != env:
+    other_env = previous is not None and previous.env != env
+    probe = None if preferred or known else compose_probe(probe_extra(site))
+    # Exactly the services the generated overlay reserves a GPU for (a CPU-only plan: none);
+    # a host's plan is the one deploy made from its own GPUs.
+    plan = site.extra.get("plan") if site.remote else load_gpu_plan(run.state_dir)
+    gpu_services = [s for s in model.services if gpu_device(model, s, specs[s], plan) is not None]
+    gathered = parse_preflight(site.sh(preflight_command(site.root, list(dict.fromkeys(wanted)),
+                                                         compose_probe=probe,
+                                                         volumes_of=stack.project if other_env else None,
+                                                         runtimes=bool(gpu_services)),
+                                       timeout=120).stdout)
+    facts = Facts(env=env, engine_error=gathered.engine_error, runtimes=gathered.runtimes,
+                  missing_files=gathered.missing_files, where=site.where(), gpu_services=gpu_services)
+    try:
+        facts.compose = (tuple(shlex.split(preferred)) if preferred else known
+                         or found_compose(site, gathered.compose_probe or ""))
+    except DockerError as exc:
+        facts.compose_error, facts.compose_fix = exc.message, exc.fix
+    facts.gpu_starved = [s for s in model.services if model.gpu and specs[s].get("gpu_only")
+                         and model.vllm_device != "cpu" and s not in facts.gpu_services]
+    facts.secrets_present = SecretStore.open(run.state_dir).exists(env)  # kept here, sent to hosts
+    running = [c for c in gathered.containers if c["State"] == "running"]
+    if not facts.engine_error and other_env and previous is not None:
         facts.previous_env = previous.env
         wanted_volumes = {m["source"] for svc in model.services for m in specs[svc].get("volumes") or []}
-        existing = api.volumes({PROJECT_LABEL: stack.project})
-        facts.reused_volumes = sorted(v["Name"] for v in existing
-                                      if (v.get("Labels") or {}).get("org.mmstack.volume") in wanted_volumes)
+        facts.reused_volumes = sorted(v["Name"] for v in gathered.volumes or []
+                                      if v["Labels"].get("org.mmstack.volume") in wanted_volumes)
     if not facts.engine_error:
         facts.ports = port_needs(stack, env)
-        facts.port_holders = gather_ports(facts.ports, running, stack.project)
+        facts.ports_checked = gathered.listeners is not None
+        facts.port_holders = gather_ports(facts.ports, running, stack.project, gathered.listeners or [])
     findings = evaluate(facts)
     bad = [f for f in findings if not f.ok]
     if bad:
@@ -68,40 +92,61 @@ def preflight_step(run: Run, stack: Any, env: str, record: StartRecord, api: Eng
             rep.failed(f"preflight: {f.item}", f.message + (f" (fix: {f.fix})" if f.fix else ""))
         raise Stop()
     rep.ok("preflight", "; ".join(f"{f.item}: {f.message}" for f in findings if f.item not in ("compose",)))
-    project_containers = [c for c in running if c.get("Labels", {}).get("com.docker.compose.project") == stack.project]
-    return facts.compose, project_containers
+    return facts.compose, service_containers(gathered.containers, stack.project)
 
 
-def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = True,
-               timeout: int = 300) -> None:
-    from ..schema.filesets import environment_file_set
-    rep = run.reporter
-    stack = load_stack_cached(run)
-    stack.environment(env)  # clear error for an unknown name
+def check_profiles(stack: Any, profiles: tuple[str, ...]) -> None:
     for p in profiles:
         if p not in stack.stack_names and p not in stack.environment_names:
             raise ConfigError(f"unknown profile {p!r}",
                               fix=f"use a stack or environment name: {', '.join(stack.stack_names + stack.environment_names)}")
+
+
+def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = True,
+               timeout: int = 300) -> None:
+    """Start ``env`` on this machine."""
+    start_at(run, Site.here(run.c, run.stack), run.reporter, env, profiles, wait=wait, timeout=timeout)
+
+
+def start_at(run: Run, site: Site, rep: Any, env: str, profiles: tuple[str, ...] = (), *,
+             wait: bool = True, timeout: int = 300, stack: Any = None, mask: Any = None,
+             files_pending: bool = False) -> None:
+    """Start ``env`` at ``site``, reporting on ``rep`` (the run's reporter, or a host's).
+
+    ``files_pending``: in check mode, the stack's files would change first (a deploy that has
+    not uploaded them): Compose's dry run could only read the old ones, so it is not asked.
+    """
+    from ..schema.filesets import environment_file_set
+
+    stack = stack if stack is not None else load_stack_cached(run)
+    stack.environment(env)  # clear error for an unknown name
+    check_profiles(stack, profiles)
+    masked = mask or lazy_masker(run, stack)
     fs = environment_file_set(env, tuple(p for p in profiles if p != env))
-    previous = load_record(run.state_dir)
-    record = StartRecord(env=env, files=fs.files, profiles=fs.profiles, project=stack.project)
-    api = EngineAPI()
+    previous = read_record(site)
+    record = StartRecord(env=env, files=fs.files, profiles=fs.profiles, project=stack.project,
+                         compose=previous.compose if previous else ())
+    if run.check and files_pending:
+        site.put([record_desired(site, record)], rep, check=True, diff=run.diff)
+        rep.skipped("stack up", "check mode: files would change first, and Compose's dry run can "
+                    "only read the files already there")
+        return
     try:
-        compose, _ = preflight_step(run, stack, env, record, api, previous)
+        compose, containers = preflight_step(run, site, rep, stack, env, record, previous)
     except Stop:
         return
-    record = StartRecord(env=env, files=fs.files, profiles=fs.profiles, project=stack.project,
-                         compose=compose)
-    runner = ComposeRunner(compose, run.stack, record)
+    record = replace(record, compose=compose)
+    site.put([record_desired(site, record)], rep, check=run.check, diff=run.diff)
+    runner = site.compose_runner(compose, record, timeout=timeout + 120)
     services = expected_services(stack, record)
-    before = by_service(api.project_containers(stack.project))
+    before = by_service(containers)
     rep.task(f"start {env}")
 
     if run.check:
         # Compose's own dry run says what `up` would do (its `config --hash` does not always
         # match the label it puts on containers, so hashes are not compared here).
         proc, progress = runner.dry_run_up()
-        failure = dry_run_failure(proc, progress, secret_masker(run, stack), service_images(stack, env))
+        failure = dry_run_failure(proc, progress, masked, service_images(stack, env))
         if failure:
             rep.failed(f"start {env}", failure)
             return
@@ -110,15 +155,17 @@ def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = 
             rep.add(Result(svc, status, message))
         return
 
-    if previous != record:
-        save_record(run.state_dir, record)
-    stream = stream_progress() and not run.json
-    proc = runner.up(wait=wait, timeout=timeout, stream=stream)
-    after = by_service(api.project_containers(stack.project))
+    stream = stream_progress() and not run.json and not site.remote
+    # Nothing else shows progress while Compose waits with its output captured.
+    spinner = waiting(f"starting {env}" + (" and waiting for health" if wait else "")) \
+        if not stream and not site.remote else nullcontext()
+    with spinner:
+        proc = runner.up(wait=wait, timeout=timeout, stream=stream)
+    after = project_services(site, stack.project)
     failed_rows: dict[str, Any] = {}
     up_bad = up_failed(proc, ready=not (wait and not_ready(after, services)))
     if up_bad or (wait and not_ready(after, services)):
-        failed_rows = _failing(run, stack, runner, api, services)
+        failed_rows = failing_rows(site, stack, runner, services, masked)
     for svc, status, message in up_outcomes(before, after, services, failed_rows):
         row = failed_rows.get(svc)
         if up_bad and row is not None and row.state == "missing":
@@ -129,8 +176,13 @@ def start_step(run: Run, env: str, profiles: tuple[str, ...] = (), wait: bool = 
     if up_bad:
         # Compose's own words (the pull that failed, and for which image), not only the
         # services it left behind; streamed output already reached the terminal.
-        rep.failed(f"start {env}", compose_failure("`docker compose up`", proc, secret_masker(run, stack),
-                                                   service_images(stack, env)))
+        rep.failed(f"start {env}", compose_failure(UP, proc, masked, service_images(stack, env)))
+
+
+def waiting(message: str) -> Any:
+    from ..engine.console import waiting as spinner
+
+    return spinner(message)
 
 
 def up_failed(proc: Any, ready: bool) -> bool:
@@ -181,16 +233,16 @@ def compose_failure(what: str, proc: Any, mask: Any = None, images: dict[str, st
     return f"{what} failed (exit {proc.returncode})" + (f":\n  {text}" if text else "; Compose's output is above")
 
 
-def _failing(run: Run, stack: Any, runner: ComposeRunner, api: EngineAPI, services: list[str]) -> dict[str, Any]:
+def failing_rows(site: Site, stack: Any, runner: Any, services: list[str], mask: Any) -> dict[str, Any]:
+    """Status rows of the services failing (or still starting) after an `up`, with their
+    masked log tails: Compose's ``ps`` and the containers' logs, at the site."""
     from .status import build_rows, schemes
 
     rows = build_rows(runner.ps(), services, schemes(stack.resolved_services(runner.record.env)))
-    mask = None
     out = {}
     for row in rows:
         if row.failed or row.health == "starting":
             if row.container:
-                mask = mask or secret_masker(run, stack)
-                row.log_tail = mask(api.logs(row.container, LOG_TAIL)).rstrip("\n").splitlines()
+                row.log_tail = log_tail(site, row.container, mask)
             out[row.service] = row
     return out

@@ -1,7 +1,8 @@
 """What the last `inv start-*` used, so stop/status/logs/restart address exactly that set.
 
-Stored as ``<stack>/.mmstack/last-start.json``; written atomically and only when it changes, so
-a repeated start leaves the file (and its mtime) alone.
+Stored as ``<stack>/.mmstack/last-start.json`` on the site that was started (this machine or a
+host), read with `read_record` and written through `Site.put` (`record_desired`): atomically and
+only when it changes, so a repeated start leaves the file (and its mtime) alone.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.errors import ConfigError
-from ..engine.files import atomic_write
-from ..engine.layout import START_RECORD_FILE
+from ..engine.files import DesiredFile
+from ..engine.layout import START_RECORD_FILE, STATE_DIR
 
 RECORD_FILE = START_RECORD_FILE
 
@@ -46,33 +47,49 @@ def record_path(state_dir: Path) -> Path:
     return Path(state_dir) / RECORD_FILE
 
 
-def load_record(state_dir: Path) -> StartRecord | None:
-    path = record_path(state_dir)
+def parse_record(text: str, where: str) -> StartRecord:
+    """Pure: the record's JSON; unreadable -> a ConfigError naming ``where`` and the fix."""
     try:
-        return StartRecord.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"the last-start record is unreadable ({exc})", file=str(path),
+        return StartRecord.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"the last-start record is unreadable ({exc})", file=where,
                           fix="delete it and start the stack again with `inv start-<env>`") from None
 
 
-def save_record(state_dir: Path, record: StartRecord) -> bool:
-    """Write the record if it differs from what is on disk; True when it was written."""
+def load_record(state_dir: Path) -> StartRecord | None:
+    """The record in this machine's ``state_dir`` (for steps that have no site)."""
     path = record_path(state_dir)
-    text = record.to_json()
     try:
-        if path.read_text() == text:
-            return False
-    except (FileNotFoundError, OSError):
-        pass
-    atomic_write(path, text.encode(), 0o600, dir_mode=0o700)
-    return True
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    return parse_record(text, str(path))
 
 
-def require_record(state_dir: Path) -> StartRecord:
-    record = load_record(state_dir)
+def site_record_path(site: Any) -> str:
+    return site.path(STATE_DIR, RECORD_FILE)
+
+
+def read_record(site: Any) -> StartRecord | None:
+    """The start record at ``site`` (a `stack.site.Site`); None when nothing was started there."""
+    path = site_record_path(site)
+    text = site.read(path)
+    return None if text is None else parse_record(text, path if not site.remote else f"{site.name}:{path}")
+
+
+def require_record(site: Any) -> StartRecord:
+    record = read_record(site)
     if record is None:
+        if site.remote:
+            raise ConfigError(f"{site.name}: the stack has not been started on this host "
+                              f"(no {site_record_path(site)})",
+                              fix=f"deploy it first: inv deploy --hosts {site.name}")
         raise ConfigError("the stack has not been started from this directory yet",
                           fix="start it first: `inv start-dev` (or start-staging, start-prod, ...)")
     return record
+
+
+def record_desired(site: Any, record: StartRecord) -> DesiredFile:
+    """The record as a file for `Site.put`: 0600 in a 0700 ``.mmstack``, here and on hosts."""
+    return DesiredFile(Path(site_record_path(site)), record.to_json().encode(), 0o600,
+                       label=f"{STATE_DIR}/{RECORD_FILE}", dir_mode=0o700)

@@ -24,10 +24,11 @@ def local_target(run: Run, env: str | None) -> Target:
     from ..schema.steps import load_gpu_plan
     from ..secrets.api import load_environment_secrets
     from ..stack.common import expected_services, load_stack_cached
+    from ..stack.site import Site
     from ..stack.state import require_record
 
     stack = load_stack_cached(run)
-    record = require_record(run.state_dir)
+    record = require_record(Site.here(run.c, run.stack))
     if env and env != record.env:
         raise ConfigError(f"the stack running here is {record.env!r}, not {env!r}",
                           fix=f"verify what runs (`inv verify`), or start {env} first (`inv start --env {env}`)")
@@ -49,10 +50,11 @@ def verify_step(run: Run, env: str | None = None) -> None:
 def remote_verify(conn: Any, host: Any, hr: Any, *, stack: Any, environment: str, secrets: dict[str, str],
                   plan: dict[str, Any] | None, opts: dict[str, Any]) -> None:
     """The same checks on ``host``, against its own stack (run there through ``conn``)."""
-    from ..remote.stackops import absolute_dir, read_record
     from ..stack.common import expected_services
+    from ..stack.site import Site
+    from ..stack.state import read_record
 
-    record = read_record(conn, absolute_dir(conn, host.stack_dir))
+    record = read_record(Site.on(conn, host))
     if record is None:
         hr.failed("verify", "the stack was never started on this host", data={"fix": "`inv deploy` first"})
         return

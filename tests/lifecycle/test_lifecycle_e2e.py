@@ -27,7 +27,9 @@ def recap(doc: dict[str, Any]) -> dict[str, int]:
 def test_start_dev_brings_the_stack_to_healthy(live_stack: LiveStack) -> None:
     code, doc = live_stack.inv_json("start-dev")
     assert code == 0, doc
-    assert recap(doc)["changed"] == DEV_SERVICES and recap(doc)["failed"] == 0
+    # Every service, and the start record (a file mmstack writes, reported as one).
+    assert recap(doc)["changed"] == DEV_SERVICES + 1 and recap(doc)["failed"] == 0
+    assert {r["item"]: r["status"] for r in doc["results"]}[".mmstack/last-start.json"] == "changed"
 
     code, status = live_stack.inv_json("status")
     assert code == 0, status
@@ -53,6 +55,78 @@ def test_second_start_recreates_nothing(live_stack: LiveStack) -> None:
 
     code, doc = live_stack.inv_json("start-dev", "--check")
     assert code == 0 and recap(doc)["changed"] == 0, doc
+
+
+GUARD = r"""
+# Loaded first by every Python of the run (PYTHONPATH): the engine must be reached only by the
+# docker CLI and Compose, which `c.run` starts, never from inside mmstack's own process.
+import socket, subprocess
+
+_connect = socket.socket.connect
+
+
+def connect(self, address):
+    if isinstance(address, (str, bytes)):
+        raise AssertionError(f"mmstack opened the engine's socket itself: {address!r}")
+    return _connect(self, address)
+
+
+socket.socket.connect = connect
+_run = subprocess.run
+
+
+def run(args, *a, **kw):
+    words = args if isinstance(args, (list, tuple)) else [args]
+    if any("docker" in str(w) or "compose" in str(w) for w in words):
+        raise AssertionError(f"mmstack ran the engine's tools without its Context: {args!r}")
+    return _run(args, *a, **kw)
+
+
+subprocess.run = run
+"""
+
+
+def test_the_lifecycle_reaches_the_engine_only_through_the_docker_cli(live_stack: LiveStack,
+                                                                       tmp_path: Any) -> None:
+    # A Docker context (DOCKER_HOST unset) whose endpoint is another path to the engine's
+    # socket: the CLI follows it; mmstack itself opens no socket and spawns no docker or
+    # Compose outside `c.run`. status, stop, start and status again all work so.
+    import os
+    import subprocess
+
+    from tests.support.stackcopy import run_inv
+
+    alias = tmp_path / "engine.sock"
+    alias.symlink_to("/var/run/docker.sock")
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    denv = {**os.environ, "DOCKER_CONFIG": str(config)}
+    denv.pop("DOCKER_HOST", None)
+    for argv in (["docker", "context", "create", "mmsalias", "--docker", f"host=unix://{alias}"],
+                 ["docker", "context", "use", "mmsalias"]):
+        subprocess.run(argv, env=denv, check=True, capture_output=True)
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(GUARD)
+    env = {"DOCKER_CONFIG": str(config), "DOCKER_HOST": "",
+           "PYTHONPATH": os.pathsep.join([str(guard), os.environ.get("PYTHONPATH", "")])}
+
+    def inv(*args: str) -> tuple[int, dict[str, Any]]:
+        proc = run_inv(live_stack.root, *args, "--json", env=env)
+        assert "opened the engine's socket" not in proc.stderr and "without its Context" not in proc.stderr, proc.stderr
+        return proc.returncode, __import__("json").loads(proc.stdout)
+
+    code, doc = inv("status")
+    assert code == 0 and len(doc["services"]) == DEV_SERVICES, doc
+    code, doc = inv("stop")
+    assert code == 0 and recap(doc)["changed"] == DEV_SERVICES - len(ONE_SHOTS), doc
+    assert not [c for c in live_stack.containers().values() if c.status == "running"]
+    code, doc = inv("start-dev", "--no-verify")
+    assert code == 0 and recap(doc)["failed"] == 0, doc
+    started = {r["item"]: r["message"] for r in doc["results"] if r["status"] == "changed"}
+    assert started.get("postgres") == "started", started
+    code, doc = inv("status")
+    assert code == 0 and not [r for r in doc["services"] if r["failed"]], doc
 
 
 def test_postgres_password_from_the_store_logs_in(live_stack: LiveStack) -> None:

@@ -7,8 +7,8 @@ import socket
 import pytest
 
 from tasks.stack.start import dry_run_actions
-from tasks.stack.preflight import Facts, PortNeed, evaluate, gather_ports, process_holding
-from tasks.stack.state import StartRecord, load_record, save_record
+from tasks.stack.preflight import Facts, PortNeed, evaluate, gather_ports
+from tasks.stack.state import StartRecord, read_record, record_desired
 from tasks.stack.status import build_rows, table
 
 
@@ -53,23 +53,41 @@ def test_preflight_refuses_data_made_by_another_environment() -> None:
 
 
 def test_port_holder_is_named_and_own_service_is_fine() -> None:
+    # The listening sockets come from the real `ss` (or the /proc fallback) through a Context,
+    # as they would on a host: a port this process holds is named, with its pid.
+    from invoke import Context
+
+    from tasks.stack.facts import listeners_command, parse_listeners
+
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     s.listen()
     port = s.getsockname()[1]
     try:
+        listeners = parse_listeners(Context().run(listeners_command(), hide=True, in_stream=False).stdout)
+        assert listeners is not None
         need = PortNeed("redis", "127.0.0.1", port)
-        assert "pid" in (process_holding(port) or "") or process_holding(port)
-        held = gather_ports([need], [], "proj")
-        assert held[need] and "process" in held[need]
+        held = gather_ports([need], [], "proj", listeners)
+        assert held[need] and ("process" in held[need] or "cannot see" in held[need])
+        # The same port on another address is free; the wildcard is not.
+        assert gather_ports([PortNeed("redis", "127.0.0.2", port)], [], "proj", listeners) == \
+            {PortNeed("redis", "127.0.0.2", port): None}
+        assert gather_ports([PortNeed("redis", "0.0.0.0", port)], [], "proj", listeners)[PortNeed("redis", "0.0.0.0", port)]
         mine = [{"Ports": [{"PublicPort": port, "Type": "tcp"}],
                  "Labels": {"com.docker.compose.project": "proj", "com.docker.compose.service": "redis"}}]
-        assert gather_ports([need], mine, "proj")[need] is None
+        assert gather_ports([need], mine, "proj", listeners)[need] is None
         other = [{"Ports": [{"PublicPort": port, "Type": "tcp"}], "Names": ["/x-redis-1"],
                   "Labels": {"com.docker.compose.project": "x", "com.docker.compose.service": "redis"}}]
-        assert "container x-redis-1 (project x" in gather_ports([need], other, "proj")[need]
+        assert "container x-redis-1 (project x" in gather_ports([need], other, "proj", listeners)[need]
     finally:
         s.close()
+
+
+def test_ports_unchecked_where_no_socket_lister_exists() -> None:
+    need = PortNeed("redis", "127.0.0.1", 6379)
+    findings = {f.item: f for f in evaluate(Facts(env="development", ports=[need], ports_checked=False,
+                                                  where="gpu1"))}
+    assert findings["ports"].ok and "not checked" in findings["ports"].message and "gpu1" in findings["ports"].message
 
 
 def test_dry_run_parsing() -> None:
@@ -82,12 +100,22 @@ def test_dry_run_parsing() -> None:
 
 
 def test_start_record_written_only_when_changed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from invoke import Context
+
+    from tasks.engine.report import Reporter
+    from tasks.stack.site import Site
+
+    site = Site.here(Context(), tmp_path)
     rec = StartRecord("development", ("compose.yml", "compose.development.yml"), ("development",), "p")
-    assert save_record(tmp_path, rec) is True
-    mtime = (tmp_path / "last-start.json").stat().st_mtime_ns
-    assert save_record(tmp_path, rec) is False
-    assert (tmp_path / "last-start.json").stat().st_mtime_ns == mtime
-    assert load_record(tmp_path) == rec
+    assert read_record(site) is None
+    rep = Reporter(json_mode=True)
+    assert site.put([record_desired(site, rec)], rep, check=False) == 1
+    path = tmp_path / ".mmstack" / "last-start.json"
+    mtime = path.stat().st_mtime_ns
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert site.put([record_desired(site, rec)], rep, check=False) == 0
+    assert path.stat().st_mtime_ns == mtime
+    assert read_record(site) == rec
     assert rec.compose_args() == ["-f", "compose.yml", "-f", "compose.development.yml", "--profile", "development"]
 
 

@@ -184,14 +184,14 @@ def test_no_start_deploy_loads_neither_the_stack_module_nor_the_validator(
         farm: SshdFarm, stack: Path, inventory_path: Path) -> None:
     """After `inv setup` the schema is known valid, and after one deploy the inventory: a
     files-only deploy then validates neither again (the validator is not even imported), nor
-    imports the Compose-over-SSH module (stackops)."""
+    imports the start step (Compose on the host)."""
     probe = """
 import atexit, runpy, sys
 import tasks.schema.model as model
 validations = []
 real = model.semantic_errors
 model.semantic_errors = lambda *a, **k: validations.append(1) or real(*a, **k)
-atexit.register(lambda: print("PROBE", len(validations), "tasks.remote.stackops" in sys.modules,
+atexit.register(lambda: print("PROBE", len(validations), "tasks.stack.start" in sys.modules,
                               "cerberus" in sys.modules, file=sys.stderr))
 sys.argv = ["inv", "--search-root", sys.argv[1], "deploy", "--no-start", "--inventory", sys.argv[2]]
 runpy.run_module("invoke", run_name="__main__")
@@ -204,7 +204,7 @@ runpy.run_module("invoke", run_name="__main__")
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     probe_line = next(line for line in proc.stderr.splitlines() if line.startswith("PROBE"))
-    # The second deploy: no schema validation, no validator loaded at all, no stackops.
+    # The second deploy: no schema validation, no validator loaded at all, no start step.
     assert probe_line.split()[1:] == ["0", "False", "False"], probe_line
 
 

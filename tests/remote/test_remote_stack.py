@@ -56,6 +56,10 @@ printf '%s\n' "$*" >> "$D/compose.calls"
 case " $* " in
   *" version "*) echo 2.40.3; exit 0 ;;
   *" ps "*) cat "$D/ps.json"; exit 0 ;;
+  *" logs "*)
+    cat "$D/logs.txt" 2>/dev/null
+    case " $* " in *" --follow "*) echo "web-1  | following on {host}"; exec sleep 30 ;; esac
+    exit 0 ;;
 esac
 exit 3
 """
@@ -155,9 +159,11 @@ def test_deploy_without_compose_on_the_host_fails_naming_both_commands(
                              inventory=str(inventory_path))
     assert code == 2
     for host in ("h1", "h2"):
-        up = results(doc, host)["stack up"]
+        # The start's preflight on the host (the same one as `inv start-*` here) names both.
+        up = results(doc, host)["preflight: compose"]
         assert up["status"] == "failed"
         assert "`docker compose`" in up["message"] and "`docker-compose`" in up["message"]
+        assert host in up["message"] and "mmstack.remote.compose_command" in up["message"]
         assert results(doc, host)["compose.yml"]["status"] == "changed"  # the files went first
     assert "compose version" in shims.read("docker.calls")
 
@@ -174,6 +180,23 @@ def test_deploy_check_on_a_fresh_host_skips_the_stack_and_writes_nothing(
     assert got[".mmstack/last-start.json"]["status"] == "changed"
     assert not stack_dir(farm, tmp_path).exists()
     assert " up " not in shims.read("compose.calls")
+
+
+def test_start_with_hosts_is_the_deploy_of_that_environment(
+        farm: SshdFarm, inventory_path: Path, tmp_path: Path, configured_stack: Path, shims: Shims,
+        capsys: pytest.CaptureFixture) -> None:
+    from tasks.cli.stack import start_dev
+
+    shims.install(farm.hosts[0], "docker-compose", FAKE_COMPOSE)
+    code, doc, _ = call_json(capsys, start_dev, ctx(configured_stack), hosts="h1",
+                             inventory=str(inventory_path), check=True)
+    assert code == 0, doc
+    got = results(doc, "h1")
+    assert got["compose.development.yml"]["status"] == "changed" and "gpu" in got   # deploy's files, GPU facts
+    assert got["stack up"]["status"] == "skipped" and not stack_dir(farm, tmp_path).exists()
+    with pytest.raises(Exit) as refused:
+        start_dev(ctx(configured_stack), hosts="h1", inventory=str(inventory_path), profile=["elk"])
+    assert refused.value.code == 1 and "--profile" in str(refused.value)
 
 
 def test_deploy_no_start_uploads_files_only(farm: SshdFarm, inventory_path: Path, tmp_path: Path,
@@ -401,3 +424,43 @@ def test_remote_run_streams_with_a_host_prefix_and_reports_failures(
     with pytest.raises(Exit) as err:
         remote_run(ctx(configured_stack), task="  ", hosts="h1", inventory=str(inventory_path))
     assert err.value.code == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# logs --hosts --follow
+# ----------------------------------------------------------------------------------------------
+
+def test_logs_follow_every_host_at_once_masked_and_prefixed_until_interrupted(
+        farm: SshdFarm, inventory_path: Path, tmp_path: Path, configured_stack: Path,
+        shims: Shims) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    secret = sorted(secret_values(configured_stack))[0]
+    for i, h in enumerate(farm.hosts[:2]):
+        shims.install(h, "docker-compose", FAKE_COMPOSE)
+        write_record(stack_dir(farm, tmp_path, i))
+    shims.write("logs.txt", f"web-1  | connecting with {secret}\n")
+    env = {k: v for k, v in os.environ.items() if k != "INVOKE_RUNTIME_CONFIG"}
+    # --forks 1 would serialise the hosts; following must not wait for the first to end.
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(configured_stack), "logs",
+                             "--hosts", "h1,h2", "--inventory", str(inventory_path), "--follow", "--forks", "1"],
+                            cwd=configured_stack, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    assert proc.stdout is not None
+    while time.monotonic() < deadline and not all(f"{h} | web-1  | following on {h}" in seen for h in ("h1", "h2")):
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line.rstrip("\n"))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    text = "\n".join(seen) + out
+    assert "h1 | web-1  | following on h1" in text and "h2 | web-1  | following on h2" in text, text + err
+    assert "h1 | web-1  | connecting with ********" in text and secret not in text + err
+    assert proc.returncode == 0, text + err
+    assert "stopped following" in out

@@ -4,7 +4,8 @@ One host (h1) whose ``stack_dir`` is a temp dir; the stack copy is configured li
 e2e tests (local test images, a unique project, a free host-port range). ``inv setup`` runs
 locally, then `deploy --hosts h1 --env development` brings the stack up *through SSH* (the
 remote commands reach the same local dockerd), a second deploy reports changed=0,
-`remote-status` agrees, and `remote-wipe --yes` removes every resource of the project while a
+`remote-status` (and `status --hosts`) agree, `logs --hosts` prefixes and masks, `stop --hosts`
+and `restart --hosts` stop and bring it back, and `remote-wipe --yes` removes every resource of the project while a
 decoy project survives. Everything of both projects is removed by label in a finalizer.
 """
 
@@ -21,9 +22,11 @@ import pytest
 from invoke import Config, Context
 
 from tasks.cli.remote import deploy, remote_status, remote_wipe
+from tasks.cli.stack import logs, restart, status, stop
 from tests.lifecycle.conftest import pick_offset, remove_project
 from tests.lifecycle.stackconfig import ONE_SHOTS, development_services, write_test_settings
 from tests.remote.test_deploy import secret_values
+from tests.remote.test_remote_stack import call
 from tests.support.sshd import SshdFarm
 from tests.support.stackcopy import make_stack_copy, run_inv
 
@@ -131,6 +134,34 @@ def test_remote_deploy_brings_the_stack_up_through_ssh(
                    for s, r in rows.items() if s not in ONE_SHOTS)
         assert all(rows[s]["exit_code"] == 0 and not rows[s]["failed"] for s in ONE_SHOTS)
         assert rows["postgres"]["url"] == f"tcp://127.0.0.1:{5432 + offset}"
+
+        # status --hosts is remote-status (the same document per host).
+        code, again = run_json(capsys, status, c, hosts="h1", inventory=inv)
+        assert code == 0 and again["status"] == doc["status"], again
+
+        # logs --hosts: every line starts with its host, stored secrets are masked. A secret
+        # is written to redis's own output (its PID 1's stdout: what `docker logs` reads).
+        secret = sorted(secret_values(remote))[0]
+        running["redis"].exec_run(["sh", "-c", f"echo leaked {secret} > /proc/1/fd/1"])
+        assert call(logs, c, hosts="h1", inventory=inv, service=["redis"], tail=5) == 0
+        out = capsys.readouterr().out
+        lines = [line for line in out.splitlines() if "leaked" in line]
+        assert lines and all(line.startswith("h1 | ") and "leaked ********" in line for line in lines), out
+        assert secret not in out
+
+        # stop --hosts, then restart --hosts: the same steps as here, on the host, locked.
+        code, doc = run_json(capsys, stop, c, hosts="h1", inventory=inv)
+        stopped = {r["item"]: (r["status"], r["message"]) for r in doc["hosts"]["hosts"]["h1"]["results"]}
+        assert code == 0 and all(stopped[s] == ("changed", "stopped") for s in ids), stopped
+        assert not docker_client.containers.list(filters={"label": f"{PROJECT_LABEL}={project}"})
+        code, doc = run_json(capsys, stop, c, hosts="h1", inventory=inv)
+        assert code == 0 and doc["hosts"]["recap"]["h1"]["changed"] == 0, doc["hosts"]["recap"]
+        code, doc = run_json(capsys, restart, c, hosts="h1", inventory=inv, timeout=150)
+        host = doc["hosts"]["hosts"]["h1"]
+        assert code == 0 and host["recap"]["failed"] == 0, json.dumps(host, indent=1)[:4000]
+        assert {r["item"]: r["message"] for r in host["results"]}["postgres"] == "restarted"
+        code, doc = run_json(capsys, status, c, hosts="h1", inventory=inv)
+        assert code == 0 and not [r for r in doc["status"]["h1"]["services"] if r["failed"]], doc
 
         # No secret value ever reached a command line or a command's environment.
         values = secret_values(remote)

@@ -1,6 +1,6 @@
 """The remote stack tasks' parts that need no host: Compose detection, the up/check rules, wipe
 listing (run for real against this engine) and outcome parsing, remote-run's command and recap
-parsing, the SSH executor's command line."""
+parsing, the site executor's command line (the same here and on hosts)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import pytest
 from tasks.engine.errors import RemoteError
 from tasks.engine.report import Status
 from tasks.remote.stackops import (
-    MISSING_MARK, WIPE_SEPARATOR, SshExecutor, dry_run_view,
-    parse_wipe_listing, parse_wipe_outcomes, record_desired, remote_run_command, reported_changes,
-    wipe_list_command, wipe_remove_command,
+    WIPE_SEPARATOR, parse_wipe_listing, parse_wipe_outcomes, wipe_list_command, wipe_remove_command,
 )
+from tasks.remote.taskrun import MISSING_MARK, remote_run_command, reported_changes
+from tasks.stack.site import Site, SiteExecutor
+from tasks.stack.state import record_desired
 from tasks.stack.composecmd import parse_compose_probe
 from tasks.stack.outcomes import check_outcomes, up_outcomes
 from tasks.stack.state import StartRecord
@@ -56,11 +57,12 @@ def test_up_outcomes_change_only_for_created_recreated_started() -> None:
 def test_check_outcomes_from_dry_run_actions() -> None:
     from tasks.stack.start import dry_run_actions
 
-    before = {"a": {"Name": "p-a-1", "State": "running"}, "b": {"Name": "p-b-1", "State": "exited"},
-              "old": {"Name": "p-old-1", "State": "running"}}
+    # Containers as the engine lists them (`facts.parse_containers`: ``Names`` a list), here and on hosts.
+    before = {"a": {"Names": ["p-a-1"], "State": "running"}, "b": {"Names": ["p-b-1"], "State": "exited"},
+              "old": {"Names": ["p-old-1"], "State": "running"}}
     text = ("DRY-RUN MODE -  Container p-b-1  Starting\nDRY-RUN MODE -  Container p-old-1  Removing\n"
             "DRY-RUN MODE -  Container p-c-1  Creating\n")
-    actions = dry_run_actions(text, "p", dry_run_view(before))
+    actions = dry_run_actions(text, "p", before)
     got = {svc: (status, msg) for svc, status, msg in check_outcomes(actions, before, ["a", "b", "c"])}
     assert got["a"] == (Status.OK, "running, up to date")
     assert got["b"] == (Status.CHANGED, "would be started (now exited)")
@@ -191,17 +193,19 @@ def test_reported_changes(stdout: str, expected: int | None) -> None:
     assert reported_changes(stdout) == expected
 
 
-def test_ssh_executor_runs_compose_in_the_stack_without_compose_variables(tmp_path: Path) -> None:
-    # The command the executor hands to the connection, run by a real shell: in the stack
-    # directory (`~` expanded), with no COMPOSE_* variable left to override the recorded set,
-    # every argument intact.
+def test_site_executor_runs_compose_in_the_stack_without_compose_variables(tmp_path: Path) -> None:
+    # The command the executor hands to the site's context, run by a real shell: in the stack
+    # directory (a host's `~/...` resolved against its HOME), with no COMPOSE_* variable left to
+    # override the recorded set, every argument intact.
+    from types import SimpleNamespace
+
     from invoke import Config, Context
 
     (tmp_path / "my stack").mkdir()
     _echo_tool(tmp_path / "bin", "docker")
     env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "COMPOSE_FILE": "evil.yml"}
     c = Context(Config(overrides={"run": {"env": env, "replace_env": True}}))
-    ex = SshExecutor(c, "~/my stack", timeout=42)
+    ex = SiteExecutor(Site.on(c, SimpleNamespace(stack_dir="~/my stack", name="h1")), timeout=42)
     proc = ex(["docker", "compose", "-p", "p q", "ps"])
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -210,7 +214,7 @@ def test_ssh_executor_runs_compose_in_the_stack_without_compose_variables(tmp_pa
 
 
 def test_start_record_file_is_private() -> None:
-    want = record_desired("/srv/stack", StartRecord("development", ("compose.yml",), ("development",), "p",
+    want = record_desired(Site(None, "/srv/stack", "h1", True), StartRecord("development", ("compose.yml",), ("development",), "p",
                                                     ("docker", "compose")))
     assert str(want.path) == "/srv/stack/.mmstack/last-start.json"
     assert want.mode == 0o600 and want.dir_mode == 0o700 and want.name == ".mmstack/last-start.json"
