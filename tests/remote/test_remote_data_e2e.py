@@ -7,9 +7,11 @@ leave them; the data steps then run through `--hosts h1`, the same code as on th
 * `backup --hosts h1` stops the running container, archives the volume into h1's
   ``<stack_dir>/backups/<project>-<time>/`` with a manifest whose checksums match, and starts it
   again;
-* `wipe --hosts h1 --yes` removes the project's resources by label, and a volume *named* like the
-  project without its label, and another project's volume, survive;
-* `restore --hosts h1 latest --yes` puts the data back (refused while the stack runs);
+* `wipe --hosts h1 --yes --backup` backs the volume up again, then removes the project's
+  resources by label, and a volume *named* like the project without its label, and another
+  project's volume, survive;
+* `restore --hosts h1 latest --yes` puts the data back from the newest backup (refused while
+  the stack runs);
 * `wipe --hosts h1 --yes --all` also deletes what deploy uploaded and nothing else there.
 """
 
@@ -101,10 +103,12 @@ def test_backup_wipe_restore_and_wipe_all_on_a_host(
         code, doc = run_json(capsys, restore, c, "latest", hosts="h1", inventory=inv, yes=True)
         assert code == 2 and "refusing to restore over a running stack" in json.dumps(doc)
 
-        # wipe --hosts: the project's resources go, by label; the lookalikes stay.
-        code, doc = run_json(capsys, wipe, c, hosts="h1", inventory=inv, yes=True)
+        # wipe --hosts --backup: backed up first, then the project's resources go, by label;
+        # the lookalikes stay.
+        code, doc = run_json(capsys, wipe, c, hosts="h1", inventory=inv, yes=True, backup=True)
         assert code == 0, json.dumps(doc, indent=1)[:3000]
         assert results(doc)[f"volume {volume}"]["status"] == "changed"
+        assert len(list((remote / "backups").iterdir())) == 2 and doc["backup"]["h1"] != str(saved)
         names = {v.name for v in docker_client.volumes.list()}
         assert volume not in names and unlabelled in names and f"{decoy}_data" in names
 
