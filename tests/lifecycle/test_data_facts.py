@@ -301,3 +301,32 @@ def test_find_backup_by_name_path_manifest_or_latest(tmp_path: Path) -> None:
         backup.find_backup(site, "p", str(root), "p-junk")
     with pytest.raises(DockerError, match="no backup of 'other'"):
         backup.find_backup(site, "other", str(root), "latest")
+
+
+def test_a_backup_made_by_the_sdk_implementation_still_restores(docker_client: Any, tmp_path: Path,
+                                                                test_images: dict[str, str]) -> None:
+    """fixtures/backup/format1: written by the docker-SDK `backup_volumes` of c43dd49 (a volume
+    holding notes.txt and sub/.hidden); restored here through a shell Site into a new project."""
+    import shutil
+    import uuid
+
+    from invoke import Context
+
+    directory = tmp_path / "backups" / "mmsoldfmt-20261202T025842Z"
+    shutil.copytree(FIXTURES / "backup" / "format1", directory)
+    project = f"mmsold{uuid.uuid4().hex[:8]}"
+    site = Site.here(Context(), tmp_path)
+    rep = reporter()
+    try:
+        found = backup.find_backup(site, project, str(tmp_path / "backups"), directory.name)
+        backup.verify_backup(site, found)
+        backup.restore_volumes(site, project, found, None, rep)
+        name = f"{project}_notes"
+        assert by_item(rep)[f"volume {name}"] == (Status.CHANGED, "created and filled")
+        out = docker_client.containers.run(test_images["standin"], entrypoint=["sh", "-c", "cat /v/notes.txt /v/sub/.hidden"],
+                                           remove=True, volumes={name: {"bind": "/v", "mode": "ro"}})
+        assert out.decode() == "written-by-the-old-backup\nx\n"
+        assert docker_client.volumes.get(name).attrs["Labels"]["com.docker.compose.project"] == project
+    finally:
+        for v in docker_client.volumes.list(filters={"label": f"com.docker.compose.project={project}"}):
+            v.remove(force=True)
