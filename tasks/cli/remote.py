@@ -4,7 +4,7 @@
     inv deploy --hosts gpu_servers [--env production] [--limit gpu1] [--check] [--diff]
                [--no-start] [--timeout 300] [--json]
     inv remote-status --hosts gpu_servers [--json]
-    inv remote-wipe --hosts gpu_servers [--yes] [--check|--dry-run] [--all] [--json]
+    inv remote-wipe --hosts gpu_servers [--yes] [--check|--dry-run] [--all] [--json]   (= inv wipe --hosts)
     inv remote-run --hosts gpu_servers --task "status --json" [--json]
 
 Hosts come from the inventory (`inventory/*.yml`, or ``--inventory FILE``); every host is worked
@@ -18,12 +18,12 @@ the environment up with Compose v2 on the host (``docker compose``, else ``docke
 ``mmstack.remote.compose_command`` overrides), waiting for health. A service is ``changed`` only
 when its container was created, recreated or started, so a second deploy reports changed=0.
 ``--check`` changes nothing and asks Compose's dry run what ``up`` would do; ``--no-start`` stops
-after the files. `remote-status` is `inv status --hosts` (the local `status` rows per host), `remote-wipe` removes
-the project's containers, networks and volumes by Compose label only (one confirmation for all
-hosts; ``--all`` also the uploaded files and secrets), and `remote-run` runs the host's own
-``mmstack`` command (``pip install mmstack`` there) in its stack directory, arguments
-shell-quoted, nothing secret on its command line or in its environment. Fabric, paramiko and
-the docker SDK are imported inside task bodies only.
+after the files. `remote-status` is `inv status --hosts` (the local `status` rows per host),
+`remote-wipe` is `inv wipe --hosts` (the project's containers, networks and volumes by Compose
+label only, one confirmation for all hosts; ``--all`` also the uploaded files and secrets),
+and `remote-run` runs the host's own ``mmstack`` command (``pip install mmstack`` there) in its
+stack directory, arguments shell-quoted, nothing secret on its command line or in its
+environment. Fabric and paramiko are imported inside task bodies only.
 """
 
 from __future__ import annotations
@@ -174,67 +174,17 @@ def remote_status(c: Context, hosts: str | None = None, limit: str | None = None
     "check": "only list what would be deleted on each host",
     "dry_run": "same as --check",
     "all": "also delete what deploy uploaded to stack_dir: compose files, env files (secrets), start record",
+    "backup": "back up every volume on each host first (see `inv backup --hosts`)",
 })
 @boundary
 def remote_wipe(c: Context, hosts: str | None = None, limit: str | None = None,
                 inventory: str | None = None, forks: int | None = None, yes: bool = False,
-                check: bool = False, dry_run: bool = False, all: bool = False, json: bool = False) -> None:
-    """Delete the project's containers, volumes and networks on each host (by Compose project label only)."""
-    from ..remote.parallel import HostOutcome, ParallelOutcome, run_connected
-    from ..remote.stackops import wipe_apply, wipe_gather
-    from ..stack.common import confirm
+                check: bool = False, dry_run: bool = False, all: bool = False, backup: bool = False,
+                json: bool = False) -> None:
+    """The same as `inv wipe --hosts` (default: all hosts): delete the project's resources on each host by label."""
+    from .stack import wipe_task
 
-    run = Run.start(c, check=check or dry_run, json=json)
-    inv, selected = select_hosts(run, hosts, limit, inventory)
-    stack = load_stack_cached(run)
-    project = stack.project
-    n_forks = fork_count(run, forks, inv)
-    gathered: dict[str, Any] = {}
-
-    def look(conn: Any, host: Any, hr: Any) -> None:
-        found = wipe_gather(conn, host, project, stack, all)
-        gathered[host.name] = found
-        if not json:
-            for line in found.describe().splitlines():
-                hr.info(line)
-        if found.empty:
-            hr.ok(project, "nothing to wipe: no container, network or volume has the project label")
-        elif run.check:
-            for r in found.plan.resources:
-                hr.changed(r.label, "would be removed")
-            for p in found.files:
-                hr.changed(p, "would be deleted")
-
-    run.reporter.task(f"remote-wipe {project}")
-    listed = run_connected(selected, look, config=c.config, forks=n_forks, reporter=run.reporter)
-    todo = [h for h in selected if h.name in gathered and not gathered[h.name].empty]
-    outcome = listed
-    if todo and not run.check:
-        confirm(f"This deletes everything listed above on {len(todo)} host(s): "
-                f"{', '.join(h.name for h in todo)}.", yes, "wipe")
-        stop_timeout = int(resolve(None, c, "stack.wipe_stop_timeout"))
-        not_removed: dict[str, list[str]] = {}
-
-        def remove(conn: Any, host: Any, hr: Any) -> None:
-            failed = wipe_apply(conn, hr, gathered[host.name], stop_timeout)
-            if failed:
-                not_removed[host.name] = failed
-
-        removed = run_connected(todo, remove, config=c.config, forks=n_forks, reporter=run.reporter)
-        second = removed.by_host()
-        merged = []
-        for h in listed.hosts:
-            extra = second.get(h.host)
-            merged.append(h if extra is None else
-                          HostOutcome(h.host, h.results + extra.results, h.seconds + extra.seconds, h.started))
-        outcome = ParallelOutcome(merged, listed.seconds + removed.seconds, n_forks)
-        for name, labels in sorted(not_removed.items()):
-            run.reporter.info(f"{name}: could not remove: {', '.join(labels)}")
-        run.add_output("not_removed", {name: not_removed[name] for name in sorted(not_removed)})
-    outcome.print_recap(run.reporter)
-    run.add_output("project", project)
-    run.add_output("hosts", outcome.to_dict())
-    run.finish()
+    wipe_task(c, yes, check, dry_run, all, backup, json, hosts or "all", limit, inventory, forks)
 
 
 @task(help={

@@ -1,11 +1,10 @@
 """Running the stack: `start-*`, `status`, `stop`, `logs`, `restart`, `wipe`, `backup`,
 `restore`, `reset`.
 
-Thin tasks over the steps in `stack.start`, `stack.control` and `stack.maintenance`. `start-*`,
-`status`, `stop`, `restart` and `logs` also work on inventory hosts (``--hosts PATTERN``): the
-same step runs there over SSH (`remote.fanout.on_hosts`), with the host's lock where it changes
-anything, and a per-host recap. Nothing heavy is imported at load time (the docker SDK only
-inside the tasks that change resources), so `inv --list` stays fast.
+Thin tasks over the steps in `stack.start`, `stack.control` and `stack.maintenance`. Every
+lifecycle task but `reset` also works on inventory hosts (``--hosts PATTERN``): the same step runs
+there over SSH, with the host's lock where it changes anything, and a per-host recap. Nothing
+heavy is imported at load time, so `inv --list` stays fast.
 """
 
 from __future__ import annotations
@@ -225,65 +224,99 @@ def restart(c: Context, service: list[str] | None = None, timeout: int | None = 
     run.finish()
 
 
-@task(help={
-    "yes": "do not ask (for scripts)",
-    "check": "only list what would be deleted",
-    "dry_run": "same as --check",
-    "all": "also delete the generated compose files, env files, secrets and the start record",
-    "backup": "back up every volume first (see `inv backup`)",
-    "json": "print the results as JSON",
-})
-@boundary
-def wipe(c: Context, yes: bool = False, check: bool = False, dry_run: bool = False, all: bool = False,
-         backup: bool = False, json: bool = False) -> None:
-    """Delete the project's containers, volumes and networks (by Compose project label only)."""
-    from ..stack.maintenance import wipe_step
+def _on_targets(c: Context, check: bool, json: bool, hosts: str | None, limit: str | None,
+                inventory: str | None, forks: int | None, step: Any) -> None:
+    """Run ``step(run, targets)`` here (under this stack's lock) or on the selected hosts (each
+    under its own lock), then finish the run."""
+    from contextlib import nullcontext
 
-    run = Run.start(c, check=check or dry_run, json=json)
-    with run.locked():
-        wipe_step(run, yes=yes, all_files=all, backup=backup)
-    run.finish()
-
-
-@task(help={"check": "only list the volumes", "json": "print the results as JSON"})
-@boundary
-def backup(c: Context, check: bool = False, json: bool = False) -> None:
-    """Save each named volume of the project to backups/<project>-<UTC time>/ (stops, then restarts)."""
-    from ..stack.maintenance import backup_step
+    from ..remote.hosttargets import targets_for
 
     run = Run.start(c, check=check, json=json)
-    with run.locked():
-        backup_step(run)
+    targets = targets_for(run, hosts, limit, inventory, forks)
+    with run.locked() if targets.local else nullcontext():
+        step(run, targets)
     run.finish()
 
 
+WIPE_HELP = {
+    "yes": "do not ask (for scripts); without a terminal, wipe refuses unless given",
+    "check": "only list what would be deleted",
+    "dry_run": "same as --check",
+    "all": "also delete the generated compose files, env files, secrets and the start record "
+           "(on a host: what deploy uploaded)",
+    "backup": "back up every volume first (see `inv backup`)",
+    "json": "print the results as JSON",
+    **HOST_HELP,
+}
+
+
+def wipe_task(c: Context, yes: bool, check: bool, dry_run: bool, all: bool, backup: bool, json: bool,
+              hosts: str | None, limit: str | None, inventory: str | None, forks: int | None) -> None:
+    from ..stack.maintenance import wipe_step
+
+    _on_targets(c, check or dry_run, json, hosts, limit, inventory, forks,
+                lambda run, targets: wipe_step(run, yes=yes, all_files=all, backup=backup, targets=targets))
+
+
+@task(help=WIPE_HELP)
+@boundary
+def wipe(c: Context, yes: bool = False, check: bool = False, dry_run: bool = False, all: bool = False,
+         backup: bool = False, json: bool = False, hosts: str | None = None, limit: str | None = None,
+         inventory: str | None = None, forks: int | None = None) -> None:
+    """Delete the project's containers, volumes and networks (by Compose project label only), here or on --hosts."""
+    wipe_task(c, yes, check, dry_run, all, backup, json, hosts, limit, inventory, forks)
+
+
+@task(help={"check": "only list the volumes", "json": "print the results as JSON", **HOST_HELP})
+@boundary
+def backup(c: Context, check: bool = False, json: bool = False, hosts: str | None = None,
+           limit: str | None = None, inventory: str | None = None, forks: int | None = None) -> None:
+    """Save each named volume of the project to backups/<project>-<UTC time>/ (stops, then restarts), here or on --hosts."""
+    from ..stack.maintenance import backup_step
+
+    _on_targets(c, check, json, hosts, limit, inventory, forks, backup_step)
+
+
 @task(help={
-    "archive": "the backup directory (backups/<project>-<time>) or its manifest.json",
+    "archive": "the backup directory (backups/<project>-<time>), its manifest.json, or 'latest'",
     "yes": "do not ask (for scripts)",
     "check": "only list what would be restored",
     "json": "print the results as JSON",
+    **HOST_HELP,
 })
 @boundary
-def restore(c: Context, archive: str, yes: bool = False, check: bool = False, json: bool = False) -> None:
-    """Put a backup's volumes back (the stack must not be running)."""
+def restore(c: Context, archive: str, yes: bool = False, check: bool = False, json: bool = False,
+            hosts: str | None = None, limit: str | None = None, inventory: str | None = None,
+            forks: int | None = None) -> None:
+    """Put a backup's volumes back (the stack must not be running), here or on --hosts."""
     from ..stack.maintenance import restore_step
 
-    run = Run.start(c, check=check, json=json)
-    with run.locked():
-        restore_step(run, archive, yes)
-    run.finish()
+    _on_targets(c, check, json, hosts, limit, inventory, forks,
+                lambda run, targets: restore_step(run, archive, yes, targets=targets))
+
+
+RESET_LOCAL = ("reset works on this host only: it regenerates this host's secrets; on hosts, "
+               "`inv wipe --hosts H --all`, then `inv setup` and `inv deploy --hosts H`")
 
 
 @task(help={
     "yes": "do not ask (for scripts)",
     "check": "only list what would be deleted",
     "json": "print the results as JSON",
+    "hosts": "not supported: " + RESET_LOCAL,
+    "limit": "not supported (see --hosts)",
+    "inventory": "not supported (see --hosts)",
 })
 @boundary
-def reset(c: Context, yes: bool = False, check: bool = False, json: bool = False) -> None:
-    """From scratch: wipe --all (secrets included), then `inv setup` with new secrets. One confirmation."""
+def reset(c: Context, yes: bool = False, check: bool = False, json: bool = False, hosts: str | None = None,
+          limit: str | None = None, inventory: str | None = None) -> None:
+    """From scratch: wipe --all (secrets included), then `inv setup` with new secrets (this host only). One confirmation."""
     from ..chains import reset_chain
+    from ..remote.selection import wants_hosts
 
+    if wants_hosts(hosts, limit, inventory):
+        raise Exit(f"error: {RESET_LOCAL}", code=1)
     run = Run.start(c, check=check, json=json)
     with run.locked():
         reset_chain(run, yes)

@@ -5,18 +5,15 @@ so Compose never guesses from the current directory or ``$COMPOSE_*``. No secret
 a command line: the services read them from their env files. Progress is streamed when stdout is
 a terminal; otherwise Compose's output is captured and shown only when it fails.
 
-Where Compose runs is pluggable: ``execute`` (an `Executor`) runs the argv at a site, through
-its Context (`stack.site.SiteExecutor`: here, or on a host over SSH), which is how the lifecycle
-steps run it; without one, a local subprocess (for the maintenance steps not yet on a site).
-Everything else (argv building, `parse_ps`, error handling) is shared.
+Where Compose runs is the ``execute`` (an `Executor`): `stack.site.SiteExecutor` runs the argv
+at a site, through its Context (here, or on a host over SSH); `Site.compose_runner` builds the
+runner. Everything else (argv building, `parse_ps`, error handling) is the same wherever it runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +23,6 @@ from ..engine.errors import DockerError
 from .events import Progress, parse_progress, supports_json_progress
 from .state import StartRecord
 
-# Compose reads these and would then disagree with the recorded set.
-_SCRUB = ("COMPOSE_FILE", "COMPOSE_PROFILES", "COMPOSE_PROJECT_NAME", "COMPOSE_PATH_SEPARATOR")
 
 
 class Executor(Protocol):
@@ -46,17 +41,11 @@ class ComposeRunner:
     compose: tuple[str, ...]
     stack: Path
     record: StartRecord
-    execute: Executor | None = None  # None: a local subprocess in ``stack``
+    execute: Executor  # where the argv runs (`stack.site.SiteExecutor`)
 
     def argv(self, *args: str, pre: tuple[str, ...] = ()) -> list[str]:
         return [*self.compose, *pre, "--project-directory", str(self.stack), "-p", self.record.project,
                 *self.record.compose_args(), *args]
-
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
-        env["DOCKER_CLI_HINTS"] = "false"
-        env.setdefault("COMPOSE_MENU", "false")
-        return env
 
     def run_global(self, pre: list[str], *args: str) -> subprocess.CompletedProcess[str]:
         """Run with global options (``--dry-run``) before the rest; output captured."""
@@ -66,11 +55,7 @@ class ComposeRunner:
         """``version --short`` of this Compose (None when it does not answer)."""
         argv = [*self.compose, "version", "--short"]
         try:
-            if self.execute is not None:
-                proc = self.execute(argv, timeout=30)
-            else:
-                proc = subprocess.run(argv, cwd=self.stack, env=self._env(), text=True,
-                                      capture_output=True, timeout=30)
+            proc = self.execute(argv, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return proc.stdout.strip() if proc.returncode == 0 else None
@@ -89,15 +74,7 @@ class ComposeRunner:
         """Run compose; with ``stream`` its output goes straight to the terminal."""
         argv = self.argv(*args, pre=pre)
         try:
-            if self.execute is not None:
-                proc = self.execute(argv, stream=stream, timeout=timeout)
-            elif stream:
-                proc = subprocess.run(argv, cwd=self.stack, env=self._env(), text=True,
-                                      stdout=sys.stderr, timeout=timeout)
-                proc.stdout, proc.stderr = "", ""
-            else:
-                proc = subprocess.run(argv, cwd=self.stack, env=self._env(), text=True,
-                                      capture_output=True, timeout=timeout)
+            proc = self.execute(argv, stream=stream, timeout=timeout)
         except FileNotFoundError:
             raise DockerError(f"the Compose command {self.compose[0]!r} disappeared",
                               fix="reinstall Compose v2, or set mmstack.compose_command") from None

@@ -1,5 +1,5 @@
 """The lifecycle's facts and plans over replayed real outputs: each fixture in fixtures/ is what
-the real docker CLI and the pinned Compose printed for one named state (fixtures/capture.py made
+the real docker CLI and the pinned Compose printed for one named state (fixtures/capture_facts.py made
 them), fed to the steps' parsers through Invoke's MockContext, as a host's Connection would."""
 
 from __future__ import annotations

@@ -353,13 +353,13 @@ def test_remote_wipe_yes_removes_each_resource_and_names_what_failed(
     assert h1["container mmstack-postgres-1"] == ("changed", "removed")
     assert h1["container mmstack-old-1"] == ("ok", "already removed")
     assert h1["volume mmstack_redis"][0] == "failed" and "in use" in h1["volume mmstack_redis"][1]
-    assert h1[f"{root}/compose.yml"] == ("changed", "deleted")
-    assert h1[f"{root}/env"] == ("changed", "deleted")
-    assert h1[f"{root}/.mmstack/last-start.json"] == ("changed", "deleted")
+    assert h1["compose.yml"] == ("changed", "deleted")
+    assert h1["env"] == ("changed", "deleted")
+    assert h1[".mmstack/last-start.json"] == ("changed", "deleted")
     removed = shims.read("removed").split()
     assert "decoy_data" not in removed and "d1" * 32 not in removed and "n2" * 32 not in removed
     assert sorted(removed).count("mmstack_pgdata") == 2  # h1 and h2 share the fake engine's data
-    assert not (root / "env").exists() and not (root / ".mmstack").exists()
+    assert not (root / "env").exists() and not (root / ".mmstack" / "last-start.json").exists()
     assert (root / "keep-me.txt").exists()
     assert doc["not_removed"] == {"h1": ["volume mmstack_redis"], "h2": ["volume mmstack_redis"]}
 

@@ -1,27 +1,23 @@
-"""The remote stack tasks' parts that need no host: Compose detection, the up/check rules, wipe
-listing (run for real against this engine) and outcome parsing, remote-run's command and recap
-parsing, the site executor's command line (the same here and on hosts)."""
+"""The remote stack tasks' parts that need no host: Compose detection, the up/check rules,
+remote-run's command and recap parsing, the site executor's command line (the same here and on
+hosts). (Wipe's listing and outcomes, one implementation for this host and hosts:
+tests/lifecycle/test_data_facts.py.)"""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tasks.engine.errors import RemoteError
 from tasks.engine.report import Status
-from tasks.remote.stackops import (
-    WIPE_SEPARATOR, parse_wipe_listing, parse_wipe_outcomes, wipe_list_command, wipe_remove_command,
-)
 from tasks.remote.taskrun import MISSING_MARK, remote_run_command, reported_changes
 from tasks.stack.site import Site, SiteExecutor
 from tasks.stack.state import record_desired
 from tasks.stack.composecmd import parse_compose_probe
 from tasks.stack.outcomes import check_outcomes, up_outcomes
 from tasks.stack.state import StartRecord
-from tasks.stack.wipe import WipePlan
 
 
 @pytest.mark.parametrize("stdout, expected", [
@@ -68,80 +64,6 @@ def test_check_outcomes_from_dry_run_actions() -> None:
     assert got["b"] == (Status.CHANGED, "would be started (now exited)")
     assert got["c"] == (Status.CHANGED, "would be created")
     assert got["old"] == (Status.CHANGED, "would be removed (orphan of the project)")
-
-
-def test_wipe_listing_lists_exactly_the_project_on_the_real_engine(docker_client: Any,
-                                                                     test_images: dict[str, str]) -> None:
-    # The listing command runs for real (here, as it would on a host): the project's container,
-    # network and volume are listed; a project whose name only starts the same, and a resource
-    # *named* like the project without its label, are not.
-    import uuid
-
-    token = uuid.uuid4().hex[:8]
-    project, lookalike = f"mmswl {token}", f"mmswl {token}x"
-    made: list[Any] = []
-    try:
-        for proj in (project, lookalike):
-            labels = {"com.docker.compose.project": proj, "com.docker.compose.service": "db"}
-            made.append(docker_client.volumes.create(f"mmswl{token}{len(made)}", labels=labels))
-            made.append(docker_client.networks.create(f"mmswl{token}{len(made)}", labels=labels))
-            made.append(docker_client.containers.create(test_images["standin"], name=f"mmswl{token}{len(made)}",
-                                                        labels=labels))
-        made.append(docker_client.volumes.create(f"{project.replace(' ', '_')}_data"))  # no label
-        proc = subprocess.run(["/bin/sh", "-c", wipe_list_command(project)], capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
-        plan = parse_wipe_listing(project, proc.stdout)
-        assert [r.name for r in plan.volumes] == [f"mmswl{token}0"]
-        assert [r.name for r in plan.networks] == [f"mmswl{token}1"]
-        assert [r.name for r in plan.containers] == [f"mmswl{token}2"]
-        assert plan.containers[0].detail == "service db, created"
-    finally:
-        for obj in reversed(made):
-            obj.remove()
-
-
-def test_wipe_listing_parse_keeps_only_exact_project_labels() -> None:
-    out = (f"c1\tp-db-1\trunning\tp\tdb\nc2\tpp-db-1\trunning\tpp\tdb\nc3\tp-x-1\texited\tp\t\n"
-           f"{WIPE_SEPARATOR}\nn1\tp_default\tp\nn2\tother\tp2\n"
-           f"{WIPE_SEPARATOR}\np_data\tp\nvx\t\n")
-    plan = parse_wipe_listing("p", out)
-    assert [r.id for r in plan.containers] == ["c1", "c3"]
-    assert plan.containers[0].detail == "service db, running" and plan.containers[1].detail == "service ?, exited"
-    assert [r.name for r in plan.networks] == ["p_default"]
-    assert [r.name for r in plan.volumes] == ["p_data"]
-    assert parse_wipe_listing("p", f"{WIPE_SEPARATOR}\n{WIPE_SEPARATOR}\n").empty
-    with pytest.raises(RemoteError):
-        parse_wipe_listing("p", "docker: command not found\n")
-
-
-def test_wipe_outcomes_removed_gone_failed_and_silent() -> None:
-    plan = parse_wipe_listing("p", f"c1\ta\trunning\tp\ts\nc2\tb\texited\tp\ts\n{WIPE_SEPARATOR}\n"
-                                   f"n1\tp_default\tp\n{WIPE_SEPARATOR}\nv1\tp\n")
-    stdout = ("removed\tcontainer\tc1\n"
-              "failed\tcontainer\tc2\tError response from daemon: No such container: c2\n"
-              "failed\tvolume\tv1\tError response from daemon: volume is in use\n"
-              "removed\tcontainer\tzzz\n")  # not planned: ignored
-    got = {o.resource.id: (o.status, o.message) for o in parse_wipe_outcomes(plan, stdout)}
-    assert got["c1"] == ("removed", "")
-    assert got["c2"] == ("gone", "already removed")
-    assert got["v1"][0] == "failed" and "in use" in got["v1"][1]
-    assert got["n1"] == ("failed", "no answer from the host")
-    assert "zzz" not in got
-
-
-def test_wipe_remove_command_runs_locally_and_reports_each(tmp_path: Path) -> None:
-    """The generated shell really produces the lines `parse_wipe_outcomes` reads."""
-    fake = tmp_path / "docker"
-    fake.write_text('#!/bin/sh\nfor a; do last=$a; done\ncase "$last" in gone*) '
-                    'echo "Error: No such volume: $last" >&2; exit 1;; esac\necho "$last"\n')
-    fake.chmod(0o755)
-    plan = WipePlan("p")
-    plan.volumes += parse_wipe_listing("p", f"{WIPE_SEPARATOR}\n{WIPE_SEPARATOR}\n"
-                                            "v'1; rm -rf /\tp\ngone-v\tp\n").volumes
-    proc = subprocess.run(["/bin/sh", "-c", wipe_remove_command(plan)], capture_output=True, text=True,
-                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
-    got = {o.resource.id: o.status for o in parse_wipe_outcomes(plan, proc.stdout)}
-    assert got == {"v'1; rm -rf /": "removed", "gone-v": "gone"}
 
 
 ECHO_ARGV = """#!/bin/sh
