@@ -24,7 +24,6 @@ from .events import Progress, parse_progress, supports_json_progress
 from .state import StartRecord
 
 
-
 class Executor(Protocol):
     """Runs one Compose argv and returns its exit status and output.
 
