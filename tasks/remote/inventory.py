@@ -33,7 +33,7 @@ from typing import Any
 
 from ..engine.cache import fingerprint
 from ..engine.errors import ConfigError, MmstackError, MultiError
-from ..schema.yamlsrc import KeyPath, YamlSource, cerberus_error_paths, format_path, load_yaml
+from ..schema.yamlsrc import KeyPath, YamlSource, cerberus_error_paths, display_name, format_path, load_yaml
 
 SAMPLE_NAME = "sample.yml"
 DEFAULT_FORKS = 5
@@ -49,7 +49,7 @@ def _gpu_keys() -> list[str]:
     """The GPU planner's override names (the inventory's ``gpu`` keys are exactly these)."""
     from dataclasses import fields
 
-    from ..gpu.plan import PlanOverrides
+    from ..gpu.overrides import PlanOverrides
 
     return [f.name for f in fields(PlanOverrides)]
 
@@ -235,7 +235,7 @@ def load_inventory(root: Path | None = None, inventory: str | Path | None = None
     errors: list[MmstackError] = []
     for path in files:
         try:
-            src = load_yaml(path, display=_display(path, root))
+            src = load_yaml(path, display=display_name(path, root))
         except MmstackError as exc:
             errors.append(ConfigError(exc.message, file=exc.file, line=exc.line,
                                       key_path=exc.key_path, fix=exc.fix))
@@ -409,11 +409,3 @@ def _merged_gpu(all_vars: dict[str, Any], group_levels: list[dict[str, Any]],
     for level in [all_vars, *group_levels, *host_levels]:
         out.update(level.get("gpu") or {})
     return out
-
-
-def _display(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except (ValueError, RuntimeError, OSError):  # RuntimeError: a symlink loop (Python 3.11)
-        rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
-        return str(path) if rel.startswith("..") else rel
