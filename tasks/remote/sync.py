@@ -25,7 +25,6 @@ import io
 import posixpath
 import re
 import secrets as _random
-import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -35,6 +34,7 @@ from ..engine.errors import RemoteError
 from ..engine.files import DesiredFile, FileChange, FileFact, NoOp, is_hand_edited, unified_diff
 from ..engine.layout import BACKUPS_DIR, STATE_DIR
 from ..engine.report import Result, Status
+from ..stack.site import quote_path
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,7 @@ _SHA_LINE = re.compile(r"^\\?([0-9a-f]{64}) [ *](.*)$")
 def shell_path(path: str) -> str:
     """Quote a remote path for the shell; a leading ``~/`` still means the login's home."""
     check_path(path)
-    if path.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(path[2:])
-    return shlex.quote(path)
+    return quote_path(path)
 
 
 def sftp_path(path: str) -> str:

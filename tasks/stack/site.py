@@ -36,9 +36,9 @@ def join(argv: Sequence[str]) -> str:
 
 
 def quote_path(path: str) -> str:
-    """A path for a shell command line; ``~/x`` keeps ``~`` unquoted so the shell expands it."""
+    """A path for a shell command line; a leading ``~/`` still means the login's home."""
     if path.startswith("~/"):
-        return "~/" + shlex.quote(path[2:])
+        return '"$HOME"/' + shlex.quote(path[2:])
     return shlex.quote(path)
 
 
