@@ -9,7 +9,7 @@ from typing import Any
 from ..engine.errors import ConfigError, DockerError
 from ..engine.run import Run
 from .common import compose_at, expected_services, lazy_masker, load_stack_cached, stream_progress
-from .facts import log_tail, project_services
+from .facts import engine_unreachable, log_tail, project_services
 from .outcomes import not_ready
 from .site import Site
 from .start import failing_rows, up_failed
@@ -26,14 +26,11 @@ def recorded(run: Run, site: Site, stack: Any = None) -> tuple[Any, StartRecord,
 
 def compose_ps(site: Site, runner: Any) -> list[dict[str, Any]]:
     """Compose's ``ps``; an engine that does not answer is said so, with the fix."""
-    from .engine import UNREACHABLE_FIX
-
     try:
         return runner.ps()
     except DockerError as exc:
         if "Cannot connect to the Docker daemon" in exc.message or "docker daemon" in exc.message.lower():
-            raise DockerError(f"the Docker engine is not reachable from {site.where()}: {exc.message}",
-                              fix=UNREACHABLE_FIX) from None
+            raise engine_unreachable(site, exc.message) from None
         raise
 
 

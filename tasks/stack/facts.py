@@ -148,10 +148,13 @@ def by_service(containers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def engine_unreachable(site: Any, detail: str) -> DockerError:
+    return DockerError(f"the Docker engine is not reachable from {site.where()}: {detail}", fix=UNREACHABLE_FIX)
+
+
 def engine_error(site: Any, result: Any) -> DockerError:
     text = (result.stderr or result.stdout or "").strip().splitlines()
-    detail = text[-1] if text else f"exit {result.exited}"
-    return DockerError(f"the Docker engine is not reachable from {site.where()}: {detail}", fix=UNREACHABLE_FIX)
+    return engine_unreachable(site, text[-1] if text else f"exit {result.exited}")
 
 
 def project_services(site: Any, project: str) -> dict[str, dict[str, Any]]:

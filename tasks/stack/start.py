@@ -11,6 +11,7 @@ from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
+from ..engine.console import waiting
 from ..engine.errors import ConfigError, DockerError
 from ..engine.report import Result
 from ..engine.run import Run
@@ -177,12 +178,6 @@ def start_at(run: Run, site: Site, rep: Any, env: str, profiles: tuple[str, ...]
         # Compose's own words (the pull that failed, and for which image), not only the
         # services it left behind; streamed output already reached the terminal.
         rep.failed(f"start {env}", compose_failure(UP, proc, masked, service_images(stack, env)))
-
-
-def waiting(message: str) -> Any:
-    from ..engine.console import waiting as spinner
-
-    return spinner(message)
 
 
 def up_failed(proc: Any, ready: bool) -> bool:
