@@ -107,16 +107,35 @@ def set_secret_chain(run: Run, stack: Any, name: str, value: str, env: str | Non
 
 
 def rotate_secrets_chain(run: Run, stack: Any, *, service: str | None, env: str | None,
-                         names: list[str] | None, include_users: bool, render: bool = True) -> None:
-    """Rotate the chosen secrets (re-keying what runs), then re-render the affected env files so
+                         names: list[str] | None, include_users: bool, render: bool = True,
+                         hosts: Any = None) -> None:
+    """Rotate the chosen secrets (re-keying every running PostgreSQL of the environment: here
+    and on ``hosts``, a `remote.hosttargets.Hosts`), then re-render the affected env files so
     the restart the report asks for picks up the new values."""
+    from dataclasses import replace
+
     from .secrets.rotation import rotate_secrets_step
     from .stack.rekey import rekeying
+    from .stack.targets import Here
 
+    places = [Here(run)] + ([hosts] if hosts is not None else [])
+    rekey = rekeying(places)
+    if hosts is not None:
+        hook = rekey.hooks["postgres_password"]
+
+        def hosts_of(e: str) -> list[str]:
+            found = set(hook.deployed.get(e, ()))  # type: ignore[attr-defined]
+            return [h.name for h in hosts.selected if h.environment == e or h.name in found]
+
+        rekey = replace(rekey, hosts=hosts_of)
     with run.locked():
-        # The lifecycle re-keys a running PostgreSQL and knows which services are running.
-        result = rotate_secrets_step(run, stack, service=service, env=env, names=names,
-                                     include_users=include_users, rekeying=rekeying())
+        try:
+            # The lifecycle re-keys a running PostgreSQL and knows which services are running.
+            result = rotate_secrets_step(run, stack, service=service, env=env, names=names,
+                                         include_users=include_users, rekeying=rekey)
+        finally:
+            if hosts is not None and hosts.passes:
+                hosts.finish()   # one recap line per host that was reached
         envs = [e for e, rotated in result.rotated.items() if rotated]
         if render:
             rerender_env_step(run, stack, envs)

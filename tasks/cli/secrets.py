@@ -12,6 +12,7 @@ from invoke import Collection, Context, task
 
 from ..engine.run import Run, boundary
 from ..engine.settings import defaults_for
+from ..remote.selection import HOST_HELP
 
 
 @task(help={
@@ -73,6 +74,10 @@ def setup_secrets(c: Context, env: str | None = None, check: bool = False, diff:
     run.finish()
 
 
+ROTATION_HOSTS = ("re-key the running databases on these inventory hosts too (default: every "
+                  "inventory host: each one running the environment shares its secrets)")
+
+
 @task(iterable=["name"], help={
     "service": "rotate the secrets this service owns (not user names or data keys)",
     "env": "only this environment (default: all)",
@@ -82,19 +87,25 @@ def setup_secrets(c: Context, env: str | None = None, check: bool = False, diff:
     "check": "change nothing; report what would be rotated",
     "diff": "show what changes (values are always masked)",
     "json": "print the results as JSON",
+    **HOST_HELP, "hosts": ROTATION_HOSTS,
 })
 @boundary
 def rotate_secrets(c: Context, service: str | None = None, env: str | None = None,
                    name: list[str] | None = None, include_users: bool = False, render: bool = True,
-                   check: bool = False, diff: bool = False, json: bool = False) -> None:
-    """Replace only the secrets asked for; say which services must be restarted or re-keyed."""
+                   check: bool = False, diff: bool = False, json: bool = False, hosts: str | None = None,
+                   limit: str | None = None, inventory: str | None = None, forks: int | None = None) -> None:
+    """Replace only the secrets asked for, re-keying each running PostgreSQL (here and on the
+    inventory's hosts); say which services must be restarted or deployed."""
     from ..chains import rotate_secrets_chain
+    from ..remote.hosttargets import rotation_hosts
     from ..schema.steps import validate_schema_step
 
     run = Run.start(c, check=check, diff=diff, json=json)
     stack = validate_schema_step(run)  # reads only: a run that fails it leaves nothing behind
+    # The selection (and the inventory) is checked before anything changes or connects.
+    targets = rotation_hosts(run, hosts, limit, inventory, forks)
     rotate_secrets_chain(run, stack, service=service, env=env, names=name or None,
-                         include_users=include_users, render=render)
+                         include_users=include_users, render=render, hosts=targets)
     run.finish()
 
 

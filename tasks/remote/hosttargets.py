@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..engine.report import Status
 from ..engine.run import Run
 from ..stack.targets import Here, Job
 from .parallel import HostOutcome, ParallelOutcome
@@ -20,14 +21,17 @@ class Hosts:
         self.progress = len(selected) == 1 and not run.json   # spinners never interleave
         self.passes: list[ParallelOutcome] = []
 
-    def each(self, job: Job, *, title: str, lock: bool, only: Iterable[str] | None = None) -> None:
+    def each(self, job: Job, *, title: str, lock: bool, only: Iterable[str] | None = None) -> list[str]:
         from .fanout import on_hosts
 
         names = None if only is None else set(only)
         hosts = [h for h in self.selected if names is None or h.name in names]
-        if hosts:
-            self.passes.append(on_hosts(self.run, hosts, lambda site, host, hr: job(site, hr),
-                                        forks=self.forks, title=title, lock=lock, recap=False))
+        if not hosts:
+            return []
+        outcome = on_hosts(self.run, hosts, lambda site, host, hr: job(site, hr),
+                           forks=self.forks, title=title, lock=lock, recap=False)
+        self.passes.append(outcome)
+        return [h.host for h in outcome.hosts if h.status in (Status.FAILED, Status.UNREACHABLE)]
 
     def describe(self, names: Iterable[str]) -> str:
         names = list(names)
@@ -59,3 +63,16 @@ def targets_for(run: Run, hosts: str | None, limit: str | None, inventory: str |
         return Here(run)
     inv, selected = select_hosts(run, hosts, limit, inventory)
     return Hosts(run, selected, fork_count(run, forks, inv))
+
+
+def rotation_hosts(run: Run, hosts: str | None, limit: str | None, inventory: str | None,
+                   forks: int | None) -> Hosts | None:
+    """The hosts a secret rotation reaches: the selection given, else every inventory host (the
+    stored secrets are shared by each host running an environment); None without an inventory."""
+    from .inventory import has_inventory
+    from .selection import fork_count, select_hosts, wants_hosts
+
+    if not wants_hosts(hosts, limit, inventory) and not has_inventory(run.stack):
+        return None
+    inv, selected = select_hosts(run, hosts, limit, inventory)
+    return Hosts(run, selected, fork_count(run, forks, inv)) if selected else None

@@ -206,8 +206,17 @@ def inventory_files(root: Path, inventory: str | Path | None = None) -> list[Pat
     return _folder_files(root / "inventory", explicit=False)
 
 
+def has_inventory(root: Path) -> bool:
+    """Whether ``ROOT/inventory/`` holds an inventory of its own (the sample does not count)."""
+    return any(p.name != SAMPLE_NAME for p in _yaml_files(root / "inventory"))
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.y*ml") if p.suffix in (".yml", ".yaml") and p.is_file())
+
+
 def _folder_files(folder: Path, explicit: bool) -> list[Path]:
-    files = sorted(p for p in folder.glob("*.y*ml") if p.suffix in (".yml", ".yaml") and p.is_file())
+    files = _yaml_files(folder)
     real = [p for p in files if p.name != SAMPLE_NAME]
     if real:
         return real

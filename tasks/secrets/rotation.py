@@ -44,13 +44,16 @@ class Rekeying:
     """What the lifecycle code lends rotation, passed in by the caller (no global registry).
 
     ``hooks``: secret name -> hook run before the stored value changes (e.g. ALTER ROLE in a
-    running PostgreSQL). A hook must be idempotent and must not print either value. If one fails,
-    the hooks that already ran are called again with old/new swapped, and nothing is stored.
-    ``running``: (run, stack, env) -> names of running services, or None when unknown.
+    running PostgreSQL). A hook must be idempotent, must not print either value, and in check
+    mode only checks (so ``--check`` predicts a refusal). If one fails, the hooks that already
+    ran are called again with old/new swapped, and nothing is stored.
+    ``running``: (run, stack, env) -> names of the services running here, or None when unknown.
+    ``hosts``: env -> the inventory hosts that run it, which get the new values with `inv deploy`.
     """
 
     hooks: Mapping[str, RekeyHook] = field(default_factory=dict)
     running: RunningProbe | None = None
+    hosts: Callable[[str], list[str]] | None = None
 
 
 NO_REKEYING = Rekeying()
@@ -67,6 +70,7 @@ class RotationResult:
     rotated: dict[str, list[str]] = field(default_factory=dict)   # env -> secret names
     restart: dict[str, list[str]] = field(default_factory=dict)   # env -> services to restart
     rekey: dict[str, str] = field(default_factory=dict)           # secret -> what else it takes
+    hosts: dict[str, list[str]] = field(default_factory=dict)     # env -> hosts to deploy to
     skipped: dict[str, str] = field(default_factory=dict)         # secret -> why not rotated
     message: str = ""
 
@@ -148,8 +152,8 @@ def rotate_secrets_step(run: Run, stack: Stack, service: str | None = None, env:
         plan = plan_secrets(declared, {e: existing}, [e], rotate=set(chosen))
         plans[e] = (existing, changes(plan), plan)
 
+    _run_rekey_hooks(run, stack, plans, rekeying.hooks)   # in check mode they only check
     if not run.check:
-        _run_rekey_hooks(run, stack, plans, rekeying.hooks)
         for e, (existing, todo, plan) in plans.items():
             retire(existing[c.name] for c in todo)
             store.save(e, apply_to(existing, plan, e))
@@ -158,6 +162,8 @@ def rotate_secrets_step(run: Run, stack: Stack, service: str | None = None, env:
     for e, (_, todo, _) in plans.items():
         result.rotated[e] = [c.name for c in todo]
         result.restart[e], known[e] = _restart_list(run, stack, e, {c.name for c in todo}, rekeying.running)
+        if todo and rekeying.hosts is not None and consumers_in(stack, e, {c.name for c in todo}):
+            result.hosts[e] = rekeying.hosts(e)
         for c in todo:
             who = consumers_in(stack, e, {c.name})
             rep.changed(c.item, "rotated" + (f"; used by {', '.join(who)}" if who else ""),
@@ -204,6 +210,10 @@ def _rotation_message(result: RotationResult, check: bool, known_by_env: dict[st
         else:
             lines.append(f"{env}: no {'running ' if known else ''}service of this environment "
                          "uses them; nothing to restart")
+        hosts = result.hosts.get(env) or []
+        if hosts and not check:
+            lines.append(f"{env}: on {', '.join(hosts)} the services get the new values with "
+                         f"`inv deploy --hosts {','.join(hosts)}`")
     return "\n".join(lines) or "nothing rotated"
 
 

@@ -4,7 +4,9 @@ restore) is written once:
 
 * ``each(job, title=, lock=, only=)``: run ``job(site, reporter)`` at every site (``only``: just
   the sites of those names); here with the run's own reporter, on hosts through the fan-out with
-  one reporter per host (and the host's lock when ``lock``);
+  one reporter per host (and the host's lock when ``lock``). It returns the names of the sites
+  where the job failed: on hosts each failure is that host's result and the others carry on;
+  here the failure is raised;
 * ``output(key, per_site)``: a JSON output whose value is per site;
 * ``finish()``: the recap of every pass (hosts) or nothing (here: the run's own recap follows).
 """
@@ -27,13 +29,14 @@ class Here:
         self.run = run
         self.progress = not run.json   # a spinner per long wait, on a terminal only
 
-    def each(self, job: Job, *, title: str, lock: bool, only: Iterable[str] | None = None) -> None:
+    def each(self, job: Job, *, title: str, lock: bool, only: Iterable[str] | None = None) -> list[str]:
         # The task holds this stack's lock around the whole step already (run.locked()).
         site = Site.here(self.run.c, self.run.stack)
         if only is not None and site.name not in set(only):
-            return
+            return []
         self.run.reporter.task(title)
-        job(site, self.run.reporter)
+        job(site, self.run.reporter)   # a failure here raises: it stops the step
+        return []
 
     def describe(self, names: Iterable[str]) -> str:
         return "this host"

@@ -215,25 +215,49 @@ def test_restore_refuses_over_a_running_stack() -> None:
 
 # -- re-key ------------------------------------------------------------------------------------
 
-def test_rekey_sends_the_new_password_on_stdin_only(tmp_path: Path) -> None:
-    from tasks.stack import rekey
+RUNNING = fixture("backup/containers-postgres.json")
 
-    doc = fixture("backup/containers-postgres.json")
-    ctx = MockContext(run=[Result(stdout=doc["stdout"]), Result(stdout="")])
-    run = SimpleNamespace(c=ctx, stack=tmp_path, state_dir=tmp_path / ".mmstack", reporter=reporter())
-    req = SimpleNamespace(stack=SimpleNamespace(project=doc["project"]), run=run, env="development",
-                          new="n3w'pa$$", old="old")
+
+def rekey_run(root: Path, *answers: str | Result, started: str | None = "development",
+              check: bool = False) -> Any:
+    """A run at ``root`` (its start record says ``started``) whose commands answer ``answers``."""
+    from tasks.stack.state import StartRecord
+
+    if started is not None:
+        (root / ".mmstack").mkdir(parents=True, exist_ok=True)
+        record = StartRecord(env=started, files=("compose.yml",), profiles=(), project=RUNNING["project"])
+        (root / ".mmstack" / "last-start.json").write_text(record.to_json())
+    ctx = MockContext(run=[a if isinstance(a, Result) else Result(stdout=a) for a in answers])
+    return SimpleNamespace(c=ctx, stack=root, state_dir=root / ".mmstack", reporter=reporter(),
+                           check=check, json=True)
+
+
+def rekey_request(run: Any, new: str = "n3w'pa$$", old: str = "old") -> Any:
+    return SimpleNamespace(stack=SimpleNamespace(project=RUNNING["project"]), run=run, env="development",
+                           name="postgres_password", new=new, old=old)
+
+
+@pytest.fixture
+def db_user(monkeypatch: pytest.MonkeyPatch) -> str:
     import tasks.secrets.api as api
 
-    original = api.load_environment_secrets
-    api.load_environment_secrets = lambda *a: {"postgres_user": "app"}  # type: ignore[assignment]
-    try:
-        rekey.postgres_password_hook(req)
-    finally:
-        api.load_environment_secrets = original  # type: ignore[assignment]
-    exec_call = ctx.run.call_args_list[-1]
-    command, stdin = exec_call.args[0], exec_call.kwargs["in_stream"].read()
-    assert req.new not in command and "n3w" not in command
+    monkeypatch.setattr(api, "load_environment_secrets", lambda *a: {"postgres_user": "app"})
+    return "app"
+
+
+def psql_calls(run: Any) -> list[tuple[str, str]]:
+    """(command, standard input) of every `docker exec` the run made."""
+    return [(call.args[0], call.kwargs["in_stream"].read()) for call in run.c.run.call_args_list
+            if call.args[0].startswith("docker exec")]
+
+
+def test_rekey_sends_the_new_password_on_stdin_only(tmp_path: Path, db_user: str) -> None:
+    from tasks.stack import rekey
+
+    run = rekey_run(tmp_path, RUNNING["stdout"], RUNNING["stdout"], "")
+    rekey.PostgresPassword([])(rekey_request(run))
+    ((command, stdin),) = psql_calls(run)
+    assert "n3w" not in command and "old" not in command
     assert "ALTER ROLE \"app\" PASSWORD 'n3w''pa$$'" in stdin
     assert by_item(run.reporter)["postgres (development)"][0] is Status.CHANGED
 
@@ -242,12 +266,48 @@ def test_rekey_refuses_when_the_data_volume_exists_but_postgres_is_stopped(tmp_p
     from tasks.stack import rekey
 
     doc = fixture("backup/volumes-postgres-data.json")
-    ctx = MockContext(run=[Result(stdout=""), Result(stdout=doc["stdout"])])
-    run = SimpleNamespace(c=ctx, stack=tmp_path, state_dir=tmp_path / ".mmstack", reporter=reporter())
-    req = SimpleNamespace(stack=SimpleNamespace(project=doc["project"]), run=run, env="development",
-                          new="x", old="y")
+    run = rekey_run(tmp_path, "", doc["stdout"])
     with pytest.raises(DockerError, match="postgres is not running"):
-        rekey.postgres_password_hook(req)
+        rekey.PostgresPassword([])(rekey_request(run))
+
+
+def test_rekey_leaves_a_database_of_another_environment_alone(tmp_path: Path) -> None:
+    from tasks.stack import rekey
+
+    run = rekey_run(tmp_path, started="production")   # no command may run at all
+    rekey.PostgresPassword([])(rekey_request(run))
+    assert by_item(run.reporter)["postgres (development)"] == (
+        Status.OK, "runs environment production, whose secrets are its own")
+    assert not run.c.run.called
+
+
+def test_rekey_in_check_mode_only_looks(tmp_path: Path) -> None:
+    from tasks.stack import rekey
+
+    run = rekey_run(tmp_path, RUNNING["stdout"], check=True)
+    rekey.PostgresPassword([])(rekey_request(run))
+    assert by_item(run.reporter)["postgres (development)"] == (
+        Status.CHANGED, "would change the password in the running database")
+    assert psql_calls(run) == []
+
+
+def test_a_failed_rekey_at_one_site_changes_the_others_back(tmp_path: Path, db_user: str) -> None:
+    # Two sites run the environment; the second one's psql fails, so the first, already
+    # changed, gets its old password back, and the hook fails (rotation then stores nothing).
+    from tasks.stack import rekey
+    from tasks.stack.targets import Here
+
+    first = rekey_run(tmp_path / "a", RUNNING["stdout"], RUNNING["stdout"], "", RUNNING["stdout"], "")
+    second = rekey_run(tmp_path / "b", RUNNING["stdout"], RUNNING["stdout"],
+                       Result(exited=2, stderr="psql: error: FATAL:  role \"app\" is locked 'n3w''pa$$'"))
+    hook = rekey.PostgresPassword([Here(first), Here(second)])
+    with pytest.raises(DockerError, match="changed back") as caught:
+        hook(rekey_request(first))
+    assert "n3w" not in str(caught.value)   # psql's output is masked
+    forward, back = psql_calls(first)
+    assert "PASSWORD 'n3w''pa$$'" in forward[1] and "PASSWORD 'old'" in back[1]
+    assert [r.message for r in first.reporter.results if r.item == "postgres (development)"] == [
+        "password changed in the running database", "password changed back"]
 
 
 # -- against the real engine -----------------------------------------------------------------

@@ -22,6 +22,7 @@ import pytest
 from invoke import Config, Context
 
 from tasks.cli.remote import deploy, remote_status, remote_wipe
+from tasks.cli.secrets import rotate_secrets
 from tasks.cli.stack import logs, restart, status, stop
 from tests.lifecycle.conftest import pick_offset, remove_project
 from tests.lifecycle.stackconfig import ONE_SHOTS, development_services, write_test_settings
@@ -163,8 +164,35 @@ def test_remote_deploy_brings_the_stack_up_through_ssh(
         code, doc = run_json(capsys, status, c, hosts="h1", inventory=inv)
         assert code == 0 and not [r for r in doc["status"]["h1"]["services"] if r["failed"]], doc
 
+        # rotate-secrets re-keys h1's running database before storing the new password; the
+        # next deploy hands it to the services, and the whole stack is healthy with it.
+        def pg_password() -> str:
+            text = (remote / "env" / "development" / "postgres.env").read_text()
+            return next(line.split("=", 1)[1] for line in text.splitlines() if line.startswith("POSTGRES_PASSWORD="))
+
+        old_password = pg_password()
+        code, doc = run_json(capsys, rotate_secrets, c, service="postgres", env="development", hosts="h1",
+                             inventory=inv)
+        rekeyed = {r["item"]: r for r in doc["hosts"]["hosts"]["h1"]["results"]}
+        assert code == 0 and rekeyed["postgres (development)"]["status"] == "changed", json.dumps(doc)[:3000]
+        code, doc = run_json(capsys, deploy, c, hosts="h1", env="development", inventory=inv, timeout=150,
+                             no_verify=True)
+        host = doc["hosts"]["hosts"]["h1"]
+        assert code == 0 and host["recap"]["failed"] == 0, json.dumps(host, indent=1)[:4000]
+        assert pg_password() != old_password
+        code, doc = run_json(capsys, status, c, hosts="h1", inventory=inv)
+        assert code == 0 and not [r for r in doc["status"]["h1"]["services"] if r["failed"]], doc
+        pg = docker_client.containers.list(filters={"label": [f"{PROJECT_LABEL}={project}",
+                                                              "com.docker.compose.service=postgres"]})[0]
+        user = next(line.split("=", 1)[1] for line in (remote / "env" / "development" / "postgres.env")
+                    .read_text().splitlines() if line.startswith("POSTGRES_USER="))
+        for password, accepted in ((pg_password(), True), (old_password, False)):
+            code, out = pg.exec_run(["psql", "-h", "127.0.0.1", "-U", user, "-d", "postgres", "-tAc", "SELECT 1"],
+                                    environment={"PGPASSWORD": password, "PGCONNECT_TIMEOUT": "5"})
+            assert (code == 0) is accepted, out
+
         # No secret value ever reached a command line or a command's environment.
-        values = secret_values(remote)
+        values = secret_values(remote) | {old_password}
         assert values
         logged = h1.log_text()
         assert not [v for v in values if v in logged]
