@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tasks.schema.generate import compose_documents, dump_yaml  # noqa: E402
-from tasks.schema.model import load_stack  # noqa: E402
+from tasks.schema.load import load_stack  # noqa: E402
 
 
 def synthetic_schema(count: int) -> dict:

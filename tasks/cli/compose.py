@@ -78,7 +78,7 @@ def render_env(c: Context, env: str | None = None, check: bool = False, diff: bo
 @boundary
 def validate_compose(c: Context, env: str | None = None, json: bool = False) -> None:
     """Check every file set (base + environment + profiles) with the real `docker compose config`."""
-    from ..schema.model import load_stack
+    from ..schema.load import load_stack
     from ..schema.steps import environments_selected
     from ..schema.filesets import file_sets
     from ..stack.composecmd import find_compose_command

@@ -117,7 +117,7 @@ def _model_inputs(run: Run, model: str | None) -> dict[str, Any]:
     """The planner's model facts: ``--model`` (a key of the schema's models:), else the model
     the gpu environment serves (config mmstack.gpu.* still overrides each number)."""
     from ..schema.inference import planner_inputs
-    from ..schema.model import load_stack
+    from ..schema.load import load_stack
 
     stack = load_stack(run.stack)
     if model:

@@ -119,7 +119,7 @@ def rotate_secrets(c: Context, service: str | None = None, env: str | None = Non
 def encrypt_secrets(c: Context, key_file: str | None = None, new_key: str | None = None,
                     check: bool = False, json: bool = False) -> None:
     """Encrypt the secrets store at rest (Fernet); re-encrypts with a new key if given one."""
-    from ..schema.model import load_stack
+    from ..schema.load import load_stack
     from ..secrets.encryption import encrypt_secrets_step
 
     run = Run.start(c, check=check, json=json)
@@ -135,7 +135,7 @@ def encrypt_secrets(c: Context, key_file: str | None = None, new_key: str | None
 @boundary
 def decrypt_secrets(c: Context, check: bool = False, json: bool = False) -> None:
     """Store the secrets in the clear again (files stay 0600 in a 0700 directory)."""
-    from ..schema.model import load_stack
+    from ..schema.load import load_stack
     from ..secrets.encryption import decrypt_secrets_step
 
     run = Run.start(c, check=check, json=json)

@@ -2,7 +2,8 @@
 
 facts.py   the data (GpuFacts, Gpu, NvLink, TopoLink, LinkLevel) and its JSON round trip
 nvml.py    the one boundary to pynvml, and the NVML collector
-smi.py     pure nvidia-smi parsers, the exact command lines, gather_via_smi(c) one by one
+smiparse.py  pure parsers of each nvidia-smi output (topo -m, nvlink --status, CSV, table)
+smi.py     the exact command lines, facts from their outputs, gather_via_smi(c) one by one
 smibatch.py  every query in one command for remote hosts: gather_via_smi_batch(c)
 detect.py  source selection (auto: NVML, else nvidia-smi, else CPU-only)
 overrides.py  PlanOverrides: what the user asks of the planner, and what each setting takes

@@ -145,7 +145,7 @@ def _service_errors(stack: "Stack", origins: Origins, env: str | None, svc: str,
 def _reference_errors(stack: "Stack", origins: Origins, env: str | None, svc: str,
                       spec: dict[str, Any], out: Collector) -> None:
     """What an override adds must exist too: Compose refuses an undefined service, volume or
-    network (the schema's own references are checked by model.semantic_errors)."""
+    network (the schema's own references are checked by semantics.semantic_errors)."""
     data = stack.data
     services, volumes, networks = data["services"], data.get("volumes") or {}, data.get("networks") or {}
     for dep in spec.get("depends_on") or {}:

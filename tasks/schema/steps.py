@@ -13,7 +13,8 @@ from ..engine.errors import SecretsError
 from ..engine.files import MASK, DesiredFile, converge_files, with_checksum_header, with_json_checksum
 from ..engine.run import Run
 from .generate import BASE_FILE, compose_documents, dump_yaml
-from .model import Stack, load_stack
+from .load import load_stack
+from .model import Stack
 from ..engine.layout import BACKUPS_DIR, CACHE_DIR
 
 BACKUPS = BACKUPS_DIR
@@ -33,7 +34,7 @@ def validate_schema_step(run: Run, use_cache: bool = True,
     is about to write (configure-gpu), instead of the saved one.
     """
     from ..engine.run import config_value
-    from .model import validation_cache
+    from .load import validation_cache
     from .preflight import preflight, preflight_cache
 
     run.reporter.task("validate-schema")

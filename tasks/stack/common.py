@@ -46,7 +46,7 @@ def compose_at(run: Run, site: Any, record: StartRecord | None = None) -> tuple[
 
 def load_stack_cached(run: Run) -> Any:
     """The validated stack; a schema that already passed with this code is not re-validated."""
-    from ..schema.model import load_stack, validation_cache
+    from ..schema.load import load_stack, validation_cache
 
     cache = validation_cache(run.state_dir, writable=not run.check)
     stack = load_stack(run.stack, cache=cache)

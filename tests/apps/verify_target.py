@@ -12,7 +12,7 @@ from pathlib import Path
 
 from invoke import Context
 
-from tasks.schema.model import load_stack
+from tasks.schema.load import load_stack
 from tasks.verify.probe import Probe
 from tasks.verify.registry import CheckFailed, all_checks
 from tasks.verify.target import Target

@@ -20,7 +20,7 @@ from tasks.engine.errors import MultiError
 from tasks.schema import preflight as preflight_mod
 from tasks.schema.composecheck import compose_command, compose_errors, run_compose_config
 from tasks.schema.generate import compose_documents
-from tasks.schema.model import load_stack
+from tasks.schema.load import load_stack
 from tasks.stack import composecmd
 from tests.support.stackcopy import make_stack_copy
 

@@ -15,7 +15,7 @@ from tasks.engine.errors import DockerError
 from tasks.engine.files import atomic_write
 from tasks.schema.filesets import environment_file_set, file_sets
 from tasks.schema.generate import compose_documents, dump_yaml
-from tasks.schema.model import load_stack
+from tasks.schema.load import load_stack
 from tasks.schema.steps import compose_desired, env_desired
 from tasks.stack.composecmd import find_compose_command
 from tests.support.needs import unavailable

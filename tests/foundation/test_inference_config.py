@@ -4,7 +4,7 @@
   model and a GPU plan (made by the real planner from tests/gpu/plans fixtures).
 * tasks/schema/configfiles.py: postgres-init.sql and minio-init.sh, which name the variables
   their secrets arrive in and never hold a value.
-* tasks/schema/model.py: semantic errors for models, databases and object-store keys, checked
+* tasks/schema/semantics.py: semantic errors for models, databases and object-store keys, checked
   like tests/foundation/test_malformed_schemas.py (exit 1, file:line, key path, nothing written).
 """
 
@@ -36,7 +36,7 @@ from tasks.schema.configfiles import (
     s3_var,
 )
 from tasks.schema.inference import kv_bytes_per_token, planner_inputs, vllm_command
-from tasks.schema.model import load_stack
+from tasks.schema.load import load_stack
 from tasks.schema.steps import desired_stack_files
 from tests.support.schemaedit import Case, assert_refused, line_of
 from tests.support.stackcopy import REPO, make_stack_copy
@@ -284,7 +284,7 @@ def test_litellm_config_routes_the_served_model_to_vllm_by_reference(stack) -> N
                                            "database_url": "os.environ/DATABASE_URL"}
 
 
-# -- semantic errors (model.py) ----------------------------------------------------------------
+# -- semantic errors (semantics.py) ------------------------------------------------------------
 
 CASES = [
     Case("database-shared", "  n8n:\n", "database: {name: n8n, password: n8n_db_password}",

@@ -12,7 +12,7 @@ import jinja2
 import pytest
 
 from tasks.schema.envfiles import EnvRenderer
-from tasks.schema.model import load_stack
+from tasks.schema.load import load_stack
 
 REPO = Path(__file__).resolve().parents[2]
 

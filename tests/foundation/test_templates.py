@@ -10,7 +10,7 @@ from tasks.engine.errors import TemplateError
 from tasks.gpu.planfile import GpuPlan
 from tasks.schema.envfiles import EnvRenderer
 from tasks.schema.generate import compose_documents
-from tasks.schema.model import load_stack
+from tasks.schema.load import load_stack
 from tests.support.stackcopy import make_stack_copy, run_inv
 
 

@@ -11,7 +11,7 @@ from itertools import combinations
 import pytest
 from invoke import MockContext, Result
 
-from tasks.gpu import smi
+from tasks.gpu import smi, smiparse
 from tasks.gpu.facts import GpuFacts, LinkLevel
 from tests.gpu.fakes import FIXTURES
 
@@ -22,7 +22,7 @@ def read(name: str) -> str:
     return (FIXTURES / name).read_text()
 
 
-def labels(topo: smi.Topo) -> dict[tuple[int, int], str]:
+def labels(topo: smiparse.Topo) -> dict[tuple[int, int], str]:
     return {(t.a, t.b): t.label for t in topo.links}
 
 
@@ -34,7 +34,7 @@ def test_sources_md_lists_every_fixture() -> None:
 
 # -- topo -m ----------------------------------------------------------------------------------------
 def test_topo_2x3090_nv4_spaces() -> None:
-    topo = smi.parse_topo(read("topo-2x3090-nv4.txt"))
+    topo = smiparse.parse_topo(read("topo-2x3090-nv4.txt"))
     assert topo.gpus == [0, 1]
     assert labels(topo) == {(0, 1): "NV4"}
     assert topo.nics == []
@@ -46,7 +46,7 @@ def test_topo_2x3090_nv4_spaces() -> None:
 def test_topo_3xa6000_tabs_and_ansi_header_without_numa_id_column() -> None:
     raw = read("topo-3xa6000-nv4-pair-ansi.txt")
     assert "\x1b[4m" in raw and "\t" in raw  # the file really is the tty/TAB variant
-    topo = smi.parse_topo(raw)
+    topo = smiparse.parse_topo(raw)
     assert topo.gpus == [0, 1, 2]
     assert labels(topo) == {(0, 1): "NV4", (0, 2): "NODE", (1, 2): "NODE"}
     for i in range(3):
@@ -54,7 +54,7 @@ def test_topo_3xa6000_tabs_and_ansi_header_without_numa_id_column() -> None:
 
 
 def test_topo_8xa100_all_nv12_and_17_nics() -> None:
-    topo = smi.parse_topo(read("topo-8xa100-nv12-17nic.txt"))
+    topo = smiparse.parse_topo(read("topo-8xa100-nv12-17nic.txt"))
     assert topo.gpus == list(range(8))
     assert labels(topo) == {pair: "NV12" for pair in combinations(range(8), 2)}
     assert len(topo.nics) == 17
@@ -70,7 +70,7 @@ def test_topo_8xa100_all_nv12_and_17_nics() -> None:
 
 
 def test_topo_8xh100_nv18_two_numa_nodes() -> None:
-    topo = smi.parse_topo(read("topo-8xh100-nv18.txt"))
+    topo = smiparse.parse_topo(read("topo-8xh100-nv18.txt"))
     assert labels(topo) == {pair: "NV18" for pair in combinations(range(8), 2)}
     assert topo.nics == []
     for i in range(8):
@@ -79,7 +79,7 @@ def test_topo_8xh100_nv18_two_numa_nodes() -> None:
 
 
 def test_topo_2xh100_pcie_bridge_nv12() -> None:
-    topo = smi.parse_topo(read("topo-2xh100pcie-nv12-bridge.txt"))
+    topo = smiparse.parse_topo(read("topo-2xh100pcie-nv12-bridge.txt"))
     assert labels(topo) == {(0, 1): "NV12"}
     assert topo.affinity[1] == {"CPU Affinity": "32-63,96-127", "NUMA Affinity": "1", "GPU NUMA ID": None}
 
@@ -87,7 +87,7 @@ def test_topo_2xh100_pcie_bridge_nv12() -> None:
 def test_topo_8xquadro_pix_pxb_no_nvlink_double_tab_numa_columns() -> None:
     raw = read("topo-8xquadrortx6000-pix-pxb-ansi.txt")
     assert "0\t\tN/A" in raw  # NUMA Affinity and GPU NUMA ID separated by two tabs
-    topo = smi.parse_topo(raw)
+    topo = smiparse.parse_topo(raw)
     groups = [{0, 1, 6, 7}, {2, 3, 4, 5}]
     got = labels(topo)
     assert len(got) == 28
@@ -105,13 +105,13 @@ def test_topo_8xquadro_pix_pxb_no_nvlink_double_tab_numa_columns() -> None:
 def test_topo_parse_is_whitespace_style_independent(name: str) -> None:
     """Expanding or keeping TABs, adding ANSI codes or trailing spaces changes nothing."""
     raw = read(name)
-    base = smi.parse_topo(raw)
+    base = smiparse.parse_topo(raw)
     variants = [raw.expandtabs(8), raw.replace("\n", " \n"), raw.expandtabs(4)]
     if "\x1b[" not in raw:
         first, rest = raw.split("\n", 1)
         variants.append(f"\x1b[4m{first}\x1b[0m\n{rest}")
     for text in variants:
-        other = smi.parse_topo(text)
+        other = smiparse.parse_topo(text)
         assert labels(other) == labels(base)
         assert other.affinity == base.affinity
         assert [(n.name, n.device, n.gpu_levels) for n in other.nics] == \
@@ -121,11 +121,11 @@ def test_topo_parse_is_whitespace_style_independent(name: str) -> None:
 # -- nvlink --status --------------------------------------------------------------------------------
 def status(name: str) -> list[tuple[int, str, str | None, int, list[int]]]:
     return [(s.index, s.name, s.uuid, s.active, [l.link for l in s.links if not l.active])
-            for s in smi.parse_nvlink_status(read(name))]
+            for s in smiparse.parse_nvlink_status(read(name))]
 
 
 def test_nvlink_status_2x3090() -> None:
-    parsed = smi.parse_nvlink_status(read("nvlink-status-2x3090.txt"))
+    parsed = smiparse.parse_nvlink_status(read("nvlink-status-2x3090.txt"))
     assert status("nvlink-status-2x3090.txt") == [
         (0, "NVIDIA GeForce RTX 3090", "GPU-1aff65f8-8897-eaee-29e4-6871ef7491a0", 4, []),
         (1, "NVIDIA GeForce RTX 3090", "GPU-fef3f583-99bd-ac7f-c761-eddb679067e0", 4, []),
@@ -142,7 +142,7 @@ def test_nvlink_status_3xa6000_native_tab_and_all_inactive_gpu() -> None:
 
 
 def test_nvlink_status_2xh100_pcie_bridge_12_active_6_inactive() -> None:
-    parsed = smi.parse_nvlink_status(read("nvlink-status-2xh100pcie-bridge.txt"))
+    parsed = smiparse.parse_nvlink_status(read("nvlink-status-2xh100pcie-bridge.txt"))
     assert [(s.index, s.name, s.uuid) for s in parsed] == [
         (0, "NVIDIA H100 PCIe", "GPU-6968dfc2-d444-d92c-c36b-6abe53445cb9"),
         (1, "NVIDIA H100 PCIe", "GPU-9b1446e2-8a89-4cf6-b68c-a98d99e958d3"),
@@ -168,7 +168,7 @@ def test_nvlink_status_2xa100_no_links() -> None:
 
 # -- query CSV ---------------------------------------------------------------------------------------
 def test_query_csv_8xquadro() -> None:
-    rows = smi.parse_query_csv(read("query-csv-8xquadrortx6000.txt"))
+    rows = smiparse.parse_query_csv(read("query-csv-8xquadrortx6000.txt"))
     assert list(rows[0]) == ["index", "name", "pci.bus_id", "pcie.link.gen.current",
                              "pcie.link.gen.max", "pcie.link.width.current", "pcie.link.width.max"]
     assert [r["index"] for r in rows] == [str(i) for i in range(8)]
@@ -181,7 +181,7 @@ def test_query_csv_8xquadro() -> None:
 
 
 def test_query_csv_2xa100_units_and_no_index_column() -> None:
-    rows = smi.parse_query_csv(read("query-csv-2xa100pcie.txt"))
+    rows = smiparse.parse_query_csv(read("query-csv-2xa100pcie.txt"))
     assert len(rows) == 2
     assert [r["index"] for r in rows] == ["0", "1"]  # row order
     assert [r["pci.bus_id"] for r in rows] == ["00000000:12:00.0", "00000000:8A:00.0"]
@@ -195,7 +195,7 @@ def test_query_csv_2xa100_units_and_no_index_column() -> None:
 
 # -- default table ----------------------------------------------------------------------------------
 def test_smi_table_2x3090_new_banner_without_driver_version_label() -> None:
-    table = smi.parse_smi_table(read("smi-2x3090-nvlink-noprocs.txt"))
+    table = smiparse.parse_smi_table(read("smi-2x3090-nvlink-noprocs.txt"))
     assert (table.driver_version, table.cuda_version) == ("610.43.02", "13.3")
     g0, g1 = table.gpus
     assert (g0["index"], g0["name"], g0["pci_bus_id"]) == (0, "NVIDIA GeForce RTX 3090", "00000000:17:00.0")
@@ -216,7 +216,7 @@ def test_smi_table_old_banner() -> None:
            "| 30%   35C    P8              20W / 350W |  20000MiB / 24576MiB |      0%      Default |\n"
            "| Processes:                                                                            |\n"
            "|    0   N/A  N/A      1234      C   python3                                   19990MiB |\n")
-    table = smi.parse_smi_table(old)
+    table = smiparse.parse_smi_table(old)
     assert (table.driver_version, table.cuda_version) == ("535.104.05", "12.2")
     assert table.gpus[0]["memory_used_mib"] == 20000 and table.gpus[0]["persistence_mode"]
     assert table.processes == {0: 1}

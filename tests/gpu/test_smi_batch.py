@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from invoke import Context
 
-from tasks.gpu import smi, smibatch
+from tasks.gpu import smi, smibatch, smiparse
 from tests.gpu.fakes import FIXTURES
 from tests.support.sshd import GPU_PROFILES, SshHost
 
@@ -128,10 +128,10 @@ def test_every_real_fixture_still_parses() -> None:
     for name in names:
         text = (FIXTURES / name).read_text()
         if name.startswith("topo-"):
-            assert smi.parse_topo(text).gpus, name
+            assert smiparse.parse_topo(text).gpus, name
         elif name.startswith("nvlink-status-"):
-            assert smi.parse_nvlink_status(text), name
+            assert smiparse.parse_nvlink_status(text), name
         elif name.startswith("query-csv-"):
-            assert smi.parse_query_csv(text), name
+            assert smiparse.parse_query_csv(text), name
         elif name.startswith("smi-"):
-            assert smi.parse_smi_table(text).gpus, name
+            assert smiparse.parse_smi_table(text).gpus, name

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks.schema.model import load_stack
+from tasks.schema.load import load_stack
 from tests.support.litellm_proxy import require_litellm, run_litellm
 from tests.support.openai_standin import OpenAIStandin
 from tests.support.httpjson import call, env_file

@@ -27,7 +27,7 @@ FAST = {"interval": "1s", "timeout": "3s", "retries": 60, "start_period": "0s"}
 
 def development_services() -> list[str]:
     """What `inv start-dev` starts, from the shipped schema (vLLM is left out: no GPU there)."""
-    from tasks.schema.model import load_stack
+    from tasks.schema.load import load_stack
 
     return load_stack(Path(__file__).resolve().parents[2]).environment("development").services
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tasks.schema.generate import compose_documents
-from tasks.schema.model import load_stack
+from tasks.schema.load import load_stack
 from tests.support.needs import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]

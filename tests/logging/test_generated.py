@@ -116,7 +116,7 @@ def test_a_config_file_requiring_an_unknown_service_is_a_schema_error(tmp_path):
     import pytest
 
     from tasks.engine.errors import MultiError
-    from tasks.schema.model import load_stack
+    from tasks.schema.load import load_stack
     from tests.support.stackcopy import make_stack_copy
 
     root = make_stack_copy(tmp_path / "stack")

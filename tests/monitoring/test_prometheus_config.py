@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.schema.model import load_stack
+from tasks.schema.load import load_stack
 from tests.support.litellm_proxy import litellm_python
 from tests.support.needs import unavailable
 from tests.support.stackcopy import run_inv

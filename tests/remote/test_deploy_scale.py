@@ -187,10 +187,10 @@ def test_no_start_deploy_loads_neither_the_stack_module_nor_the_validator(
     imports the start step (Compose on the host)."""
     probe = """
 import atexit, runpy, sys
-import tasks.schema.model as model
+import tasks.schema.semantics as semantics
 validations = []
-real = model.semantic_errors
-model.semantic_errors = lambda *a, **k: validations.append(1) or real(*a, **k)
+real = semantics.semantic_errors
+semantics.semantic_errors = lambda *a, **k: validations.append(1) or real(*a, **k)
 atexit.register(lambda: print("PROBE", len(validations), "tasks.stack.start" in sys.modules,
                               "cerberus" in sys.modules, file=sys.stderr))
 sys.argv = ["inv", "--search-root", sys.argv[1], "deploy", "--no-start", "--inventory", sys.argv[2]]

@@ -236,7 +236,7 @@ def ps_lines(services: list[str], unhealthy: str) -> str:
 def test_remote_status_rows_unhealthy_with_masked_log_tail_and_exit_code(
         farm: SshdFarm, inventory_path: Path, tmp_path: Path, configured_stack: Path, shims: Shims,
         stop_host, capsys: pytest.CaptureFixture) -> None:
-    from tasks.schema.model import load_stack
+    from tasks.schema.load import load_stack
 
     services = load_stack(configured_stack).environment("development").services
     secret = sorted(secret_values(configured_stack))[0]
@@ -270,7 +270,7 @@ def test_remote_status_rows_unhealthy_with_masked_log_tail_and_exit_code(
 def test_remote_status_table_for_people(farm: SshdFarm, inventory_path: Path, tmp_path: Path,
                                         configured_stack: Path, shims: Shims,
                                         capsys: pytest.CaptureFixture) -> None:
-    from tasks.schema.model import load_stack
+    from tasks.schema.load import load_stack
 
     services = load_stack(configured_stack).environment("development").services
     shims.install(farm.hosts[0], "docker-compose", FAKE_COMPOSE)

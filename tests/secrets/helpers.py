@@ -10,7 +10,8 @@ from invoke import Config, Context
 
 from tasks.engine.report import Reporter
 from tasks.engine.run import Run
-from tasks.schema.model import Stack, load_stack
+from tasks.schema.load import load_stack
+from tasks.schema.model import Stack
 from tests.support.capture import Captured
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ import pytest
 from invoke import Context
 
 from tasks.gpu.planfile import GpuPlan
-from tasks.schema.model import load_stack
+from tasks.schema.load import load_stack
 from tasks.stack.composecmd import find_compose_command
 from tasks.verify.checks.gpu import vllm_gpus, vllm_p2p
 from tasks.verify.probe import Probe

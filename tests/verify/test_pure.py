@@ -11,7 +11,7 @@ from typing import Any
 
 from invoke import Context
 
-from tasks.schema.model import load_stack
+from tasks.schema.load import load_stack
 from tasks.verify.checks.gpu import granted
 from tasks.verify.probe import Probe
 from tasks.verify.registry import REGISTRY, all_checks, plan
