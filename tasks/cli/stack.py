@@ -2,9 +2,10 @@
 `restore`, `reset`.
 
 Thin tasks over the steps in `stack.start`, `stack.control` and `stack.maintenance`. Every
-lifecycle task but `reset` also works on inventory hosts (``--hosts PATTERN``): the same step runs
-there over SSH, with the host's lock where it changes anything, and a per-host recap. Nothing
-heavy is imported at load time, so `inv --list` stays fast.
+lifecycle task but `reset` also works on inventory hosts (``--hosts PATTERN``): the task hands
+its step the targets (`remote.hosttargets.targets_for`: this host, or the selected hosts), and the
+same step runs there over SSH, with the host's lock where it changes anything, and a per-host
+recap. Nothing heavy is imported at load time, so `inv --list` stays fast.
 """
 
 from __future__ import annotations
