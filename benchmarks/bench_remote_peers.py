@@ -270,20 +270,6 @@ class Bench:
         return statistics.median(values) if values else None
 
 
-def stack_copy_from(tree: Path, dest: Path) -> Path:
-    """`make_stack_copy`, from another checkout of mmstack (``--baseline``)."""
-    from tests.support.stackcopy import STACK_PARTS
-
-    dest.mkdir(parents=True)
-    for part in STACK_PARTS:
-        src = tree / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / part)
-    return dest
-
-
 def _children_cpu() -> float:
     import resource
 
@@ -424,7 +410,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(stack / "tasks")], check=True, env=ENV)
         bench = Bench(base, farm, stack, base / "source", {}, venv / "bin" if any(have.values()) else None)
         if args.baseline:
-            bench.baseline_stack = stack_copy_from(Path(args.baseline), base / "baseline-stack")
+            bench.baseline_stack = make_stack_copy(base / "baseline-stack", Path(args.baseline))
             # The same secrets, so both trees push the same bytes (checked like every push).
             shutil.copytree(stack / ".mmstack" / "secrets", bench.baseline_stack / ".mmstack" / "secrets")
             subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(bench.baseline_stack), "setup"],

@@ -93,7 +93,8 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
     from ..remote.renders import reroot, stack_renders
     from ..engine.masking import masker
     from ..remote.hostfacts import host_facts
-    from ..remote.sync import host_backup_dir, sync_files
+    from ..engine.layout import hand_edit_backup_dir
+    from ..remote.sync import sync_files
     from ..schema.steps import template_cache_dir
     from ..secrets.api import load_environment_secrets
 
@@ -126,7 +127,7 @@ def deploy(c: Context, hosts: str | None = None, env: str | None = None, limit: 
             files = renders.files_for(host.name, environment, plan)
             changed = False
             for result in sync_files(found.shell, reroot(files, run.stack, found.root), check=check,
-                                     diff=diff, host=host.name, backup_dir=host_backup_dir(found.root)):
+                                     diff=diff, host=host.name, backup_dir=hand_edit_backup_dir(found.root)):
                 hr.add(result)
                 changed = changed or result.status is Status.CHANGED
             if start_at is None:

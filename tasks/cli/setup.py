@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from invoke import Collection, Context, task
 
-from ..engine.layout import BACKUPS_DIR
 from ..engine.run import Run, boundary
 
 
@@ -73,7 +72,7 @@ def init(c: Context, force: bool = False, check: bool = False, diff: bool = Fals
                 run.reporter.ok(want.name, "kept: differs from the shipped version (--force replaces it)")
             else:
                 if not run.check:
-                    apply_change(plan, run.state_dir / BACKUPS_DIR)
+                    apply_change(plan, run.hand_edit_backups)
                 run.reporter.changed(want.name, ", ".join(plan.reasons),
                                      diff=unified_diff(plan) if run.diff else None)
     run.finish()

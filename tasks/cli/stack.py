@@ -2,9 +2,10 @@
 `restore`, `reset`.
 
 Thin tasks over the steps in `stack.start`, `stack.control` and `stack.maintenance`. Every
-lifecycle task but `reset` also works on inventory hosts (``--hosts PATTERN``): the same step runs
-there over SSH, with the host's lock where it changes anything, and a per-host recap. Nothing
-heavy is imported at load time, so `inv --list` stays fast.
+lifecycle task but `reset` also works on inventory hosts (``--hosts PATTERN``): the task hands
+its step the targets (`remote.hosttargets.targets_for`: this host, or the selected hosts), and the
+same step runs there over SSH, with the host's lock where it changes anything, and a per-host
+recap. Nothing heavy is imported at load time, so `inv --list` stays fast.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from invoke import Collection, Context, Exit, task
 
 from ..engine.run import Run, boundary, resolve
 from ..engine.settings import defaults_for
-from ..remote.selection import HOST_HELP, fork_count, select_hosts, wants_hosts
+from ..remote.selection import HOST_HELP, wants_hosts
 
 START_HELP = {
     "profile": "also start this stack or environment profile (repeatable)",
@@ -92,14 +93,19 @@ start_gpu = _env_task("gpu", "Start the GPU environment (inference tuned by `inv
 start_monitoring = _env_task("elk", "Start the monitoring stack (metrics and ELK) on its own.")
 
 
-def on_selected_hosts(run: Run, hosts: str | None, limit: str | None, inventory: str | None,
-                      forks: int | None, job: Any, *, title: str, lock: bool, all_at_once: bool = False) -> Any:
-    """``job(site, host, hr)`` on every selected host (`remote.fanout.on_hosts`), with its recap."""
-    from ..remote.fanout import on_hosts
+def _on_targets(c: Context, check: bool, json: bool, hosts: str | None, limit: str | None,
+                inventory: str | None, forks: int | None, step: Any, *, writes: bool = True) -> None:
+    """Run ``step(run, targets)`` here or on the selected hosts, then finish the run. A step
+    that ``writes`` runs here under this stack's lock (on hosts it takes each host's own)."""
+    from contextlib import nullcontext
 
-    inv, selected = select_hosts(run, hosts, limit, inventory)
-    forks_now = len(selected) if all_at_once else fork_count(run, forks, inv)
-    return on_hosts(run, selected, job, forks=max(1, forks_now), title=title, lock=lock)
+    from ..remote.hosttargets import targets_for
+
+    run = Run.start(c, check=check, json=json)
+    targets = targets_for(run, hosts, limit, inventory, forks)
+    with run.locked() if writes and targets.local else nullcontext():
+        step(run, targets)
+    run.finish()
 
 
 @task(help={"json": "print the services as JSON (with --hosts: per host, as remote-status)", **HOST_HELP})
@@ -107,25 +113,9 @@ def on_selected_hosts(run: Run, hosts: str | None, limit: str | None, inventory:
 def status(c: Context, json: bool = False, hosts: str | None = None, limit: str | None = None,
            inventory: str | None = None, forks: int | None = None) -> None:
     """Service, state, health and URL of what the last start started; non-zero if any is unhealthy."""
-    from ..stack.control import status_at, status_step
+    from ..stack.control import status_step
 
-    run = Run.start(c, json=json)
-    if not wants_hosts(hosts, limit, inventory):
-        status_step(run)
-        run.finish()
-        return
-    from ..stack.common import lazy_masker, load_stack_cached
-
-    stack = load_stack_cached(run)
-    mask = lazy_masker(run, stack)
-    found: dict[str, Any] = {}
-
-    def job(site: Any, host: Any, hr: Any) -> None:
-        found[host.name] = status_at(run, site, hr, stack=stack, mask=mask)
-
-    on_selected_hosts(run, hosts, limit, inventory, forks, job, title="status", lock=False)
-    run.add_output("status", {name: found[name] for name in sorted(found)})
-    run.finish()
+    _on_targets(c, False, json, hosts, limit, inventory, forks, status_step, writes=False)
 
 
 @task(help={"check": "change nothing; list what would be stopped", "json": "print the results as JSON",
@@ -134,16 +124,9 @@ def status(c: Context, json: bool = False, hosts: str | None = None, limit: str 
 def stop(c: Context, check: bool = False, json: bool = False, hosts: str | None = None,
          limit: str | None = None, inventory: str | None = None, forks: int | None = None) -> None:
     """Stop the services of the last start (containers and data are kept)."""
-    from ..stack.control import stop_at, stop_step
+    from ..stack.control import stop_step
 
-    run = Run.start(c, check=check, json=json)
-    if wants_hosts(hosts, limit, inventory):
-        on_selected_hosts(run, hosts, limit, inventory, forks, lambda site, host, hr: stop_at(run, site, hr),
-                          title="stop", lock=True)
-    else:
-        with run.locked():
-            stop_step(run)
-    run.finish()
+    _on_targets(c, check, json, hosts, limit, inventory, forks, stop_step)
 
 
 @task(iterable=["service"], help={
@@ -158,44 +141,16 @@ def logs(c: Context, service: list[str] | None = None, tail: int = 100, follow: 
          forks: int | None = None) -> None:
     """Logs of the started services (stored secret values are masked; with --hosts each line
     starts with its host)."""
-    from ..stack.control import logs_at, logs_step
+    from ..remote.hosttargets import targets_for
+    from ..stack.control import logs_step
 
     run = Run.start(c)
-    if not wants_hosts(hosts, limit, inventory):
-        code = logs_step(run, list(service or []), tail, follow)
-        if code:
-            raise Exit(code=code)
-        return
-    import signal
-    import threading
-
-    lock = threading.Lock()
-    open_sites: list[Any] = []
-    interrupted = threading.Event()
-
-    def job(site: Any, host: Any, hr: Any) -> None:
-        open_sites.append(site)
-        code = logs_at(run, site, list(service or []), tail, follow, prefix=host.name, lock=lock)
-        if interrupted.is_set():
-            hr.ok("logs", "stopped following (interrupted)")
-        else:
-            (hr.failed if code else hr.ok)("logs", f"`docker compose logs` exited {code}")
-
-    def stop_following(*_: Any) -> None:
-        # Ctrl-C while following every host: closing the connections ends each host's
-        # `logs --follow`, so the workers return and the recap still prints.
-        interrupted.set()
-        for site in list(open_sites):
-            site.c.close()
-
-    previous = signal.signal(signal.SIGINT, stop_following) if follow else None
-    try:
-        on_selected_hosts(run, hosts, limit, inventory, forks, job, title="logs", lock=False,
-                          all_at_once=follow)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    run.finish()
+    targets = targets_for(run, hosts, limit, inventory, forks)
+    code = logs_step(run, targets, list(service or []), tail, follow)
+    if not targets.local:
+        run.finish()
+    elif code:
+        raise Exit(code=code)   # here: Compose's own exit status, and no recap after the lines
 
 
 @task(iterable=["service"], help={
@@ -210,33 +165,11 @@ def restart(c: Context, service: list[str] | None = None, timeout: int | None = 
             check: bool = False, json: bool = False, hosts: str | None = None, limit: str | None = None,
             inventory: str | None = None, forks: int | None = None) -> None:
     """Restart services (recreating those whose configuration or env files changed)."""
-    from ..stack.control import restart_at, restart_step
+    from ..stack.control import restart_step
 
-    run = Run.start(c, check=check, json=json)
     wait_timeout = int(resolve(timeout, c, "stack.wait_timeout"))
-    if wants_hosts(hosts, limit, inventory):
-        on_selected_hosts(run, hosts, limit, inventory, forks,
-                          lambda site, host, hr: restart_at(run, site, hr, list(service or []), wait_timeout),
-                          title="restart", lock=True)
-    else:
-        with run.locked():
-            restart_step(run, list(service or []), wait_timeout)
-    run.finish()
-
-
-def _on_targets(c: Context, check: bool, json: bool, hosts: str | None, limit: str | None,
-                inventory: str | None, forks: int | None, step: Any) -> None:
-    """Run ``step(run, targets)`` here (under this stack's lock) or on the selected hosts (each
-    under its own lock), then finish the run."""
-    from contextlib import nullcontext
-
-    from ..remote.hosttargets import targets_for
-
-    run = Run.start(c, check=check, json=json)
-    targets = targets_for(run, hosts, limit, inventory, forks)
-    with run.locked() if targets.local else nullcontext():
-        step(run, targets)
-    run.finish()
+    _on_targets(c, check, json, hosts, limit, inventory, forks,
+                lambda run, targets: restart_step(run, targets, list(service or []), wait_timeout))
 
 
 WIPE_HELP = {

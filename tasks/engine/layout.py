@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import PurePath
 
 STATE_DIR = ".mmstack"
@@ -25,3 +26,10 @@ GPU_PLAN_FILE = "gpu-plan.json"
 def state_path(*parts: str) -> str:
     """A path under the state directory, relative to the stack (``.mmstack/gpu-plan.json``)."""
     return str(PurePath(STATE_DIR, *parts))
+
+
+def hand_edit_backup_dir(stack_dir: str) -> str:
+    """Where a stack directory keeps the files it replaced after a hand edit
+    (``<stack>/.mmstack/backups``), spelt the same here and on a host (POSIX paths; a host's
+    ``~/...`` stays for the shell to expand). Not the volume backups (``mmstack.stack.backup_dir``)."""
+    return posixpath.join(stack_dir, STATE_DIR, BACKUPS_DIR)

@@ -20,7 +20,7 @@ from invoke.exceptions import UnexpectedExit
 
 from . import settings
 from .errors import MmstackError, MultiError
-from .layout import STATE_DIR
+from .layout import STATE_DIR, hand_edit_backup_dir
 from .lock import stack_lock
 from .report import Reporter
 
@@ -84,6 +84,11 @@ class Run:
     @property
     def state_dir(self) -> Path:
         return self.stack / STATE_DIR_NAME
+
+    @property
+    def hand_edit_backups(self) -> Path:
+        """Where this stack keeps a file it replaced after a hand edit (`engine.layout`)."""
+        return Path(hand_edit_backup_dir(str(self.stack)))
 
     @contextmanager
     def locked(self) -> Iterator[None]:

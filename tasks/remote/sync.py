@@ -32,7 +32,7 @@ from typing import Any
 
 from ..engine.errors import RemoteError
 from ..engine.files import DesiredFile, FileChange, FileFact, NoOp, is_hand_edited, unified_diff
-from ..engine.layout import BACKUPS_DIR, STATE_DIR
+from ..engine.layout import hand_edit_backup_dir
 from ..engine.report import Result, Status
 from ..stack.site import quote_path
 
@@ -351,11 +351,6 @@ def remote_diff(change: RemoteChange, old: bytes | None) -> str:
     return text
 
 
-def host_backup_dir(stack_dir: str) -> str:
-    """The host's ``.mmstack/backups``, where hand-edited files are kept."""
-    return posixpath.join(stack_dir, STATE_DIR, BACKUPS_DIR)
-
-
 def sync_job(files_for: Callable[[Any], Sequence[DesiredFile]], *, check: bool = False,
              diff: bool = False) -> Callable[[Any, Any, Any], None]:
     """A per-host job for `parallel.run_connected`: sync ``files_for(host)`` to that host,
@@ -363,7 +358,7 @@ def sync_job(files_for: Callable[[Any], Sequence[DesiredFile]], *, check: bool =
 
     def job(conn: Any, host: Any, hr: Any) -> None:
         for result in sync_files(conn, files_for(host), check=check, diff=diff, host=host.name,
-                                 backup_dir=host_backup_dir(host.stack_dir)):
+                                 backup_dir=hand_edit_backup_dir(host.stack_dir)):
             hr.add(result)
 
     return job

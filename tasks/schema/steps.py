@@ -15,9 +15,7 @@ from ..engine.run import Run
 from .generate import BASE_FILE, compose_documents, dump_yaml
 from .load import load_stack
 from .model import Stack
-from ..engine.layout import BACKUPS_DIR, CACHE_DIR
-
-BACKUPS = BACKUPS_DIR
+from ..engine.layout import CACHE_DIR
 
 
 def validate_schema_step(run: Run, use_cache: bool = True,
@@ -133,7 +131,7 @@ def generate_compose_step(run: Run, stack: Stack, gpu_plan: dict[str, Any] | Non
         files += config_desired(stack, env)
     for note in left_out_notes(stack, stack.environment_names):
         run.reporter.info(note)
-    return converge_files(files, run.reporter, check=run.check, backup_dir=run.state_dir / BACKUPS)
+    return converge_files(files, run.reporter, check=run.check, backup_dir=run.hand_edit_backups)
 
 
 def environments_selected(stack: Stack, env: str | None) -> list[str]:
@@ -186,7 +184,7 @@ def render_env_step(run: Run, stack: Stack, env: str | None = None,
             _ensure_private_dir(stack.root / "env")
         changed += converge_files(env_desired(stack, name, secrets, gpu_plan, renderer),
                                   run.reporter, check=run.check,
-                                  backup_dir=run.state_dir / BACKUPS)
+                                  backup_dir=run.hand_edit_backups)
     return changed
 
 

@@ -1,5 +1,10 @@
 """status, stop, restart and logs of what the last start started, at a `Site`: this machine
-or a host over SSH, the same Compose and docker CLI commands through ``site.sh``."""
+or a host over SSH, the same Compose and docker CLI commands through ``site.sh``.
+
+Each ``*_at`` is the work at one site; each ``*_step`` runs it over the task's targets
+(`stack.targets`: this host, or the selected inventory hosts), so a task is one code path for
+both. Logs is the exception (see `logs_step`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from .outcomes import not_ready
 from .site import Site
 from .start import failing_rows, up_failed
 from .state import StartRecord, require_record
+from .targets import Here
 
 
 def recorded(run: Run, site: Site, stack: Any = None) -> tuple[Any, StartRecord, Any]:
@@ -34,6 +40,12 @@ def compose_ps(site: Site, runner: Any) -> list[dict[str, Any]]:
         raise
 
 
+def say_started_set(rep: Any, record: StartRecord) -> None:
+    """What the site's last start started: the line under a control step's heading (which
+    names only the step, as the one heading over every host must)."""
+    rep.info(f"environment {record.env} (project {record.project}, {' '.join(record.compose_args())})")
+
+
 # ----------------------------------------------------------------------------------------------
 # status
 # ----------------------------------------------------------------------------------------------
@@ -51,8 +63,7 @@ def status_at(run: Run, site: Site, rep: Any, *, stack: Any = None, mask: Any = 
         if row.failed and row.container:
             row.log_tail = log_tail(site, row.container, mask)
     if not run.json:
-        rep.info(f"environment {record.env} (project {record.project}, "
-                 f"{' '.join(record.compose_args())})")
+        say_started_set(rep, record)
         for line in table(rows).splitlines():
             rep.info(line)
     for row in rows:
@@ -66,12 +77,28 @@ def status_at(run: Run, site: Site, rep: Any, *, stack: Any = None, mask: Any = 
     return {"environment": record.env, "project": record.project, "services": [r.to_dict() for r in rows]}
 
 
-def status_step(run: Run) -> list[dict[str, Any]]:
-    """`status_at` on this machine, its document as the run's output."""
-    doc = status_at(run, Site.here(run.c, run.stack), run.reporter)
-    for key in ("environment", "project", "services"):
-        run.add_output(key, doc[key])
-    return doc["services"]
+def status_step(run: Run, targets: Any = None) -> dict[str, dict[str, Any]]:
+    """`status_at` at every target; returns each site's document by site name.
+
+    The outputs: here the document's own keys (``environment``, ``project``, ``services``),
+    on hosts one document per host under ``status``, beside the ``hosts`` recap."""
+    targets = targets or Here(run)
+    stack = load_stack_cached(run)
+    mask = lazy_masker(run, stack)
+    found: dict[str, dict[str, Any]] = {}
+
+    def look(site: Site, rep: Any) -> None:
+        found[site.name] = status_at(run, site, rep, stack=stack, mask=mask)
+
+    targets.each(look, title="status", lock=False)
+    if targets.local:
+        for doc in found.values():
+            for key in ("environment", "project", "services"):
+                run.add_output(key, doc[key])
+    else:
+        targets.output("status", found)
+    targets.finish()
+    return found
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,7 +130,7 @@ def _report(rep: Any, status: str, item: str, message: str, **kw: Any) -> None:
 
 def stop_at(run: Run, site: Site, rep: Any) -> None:
     stack, record, runner = recorded(run, site)
-    rep.task(f"stop {record.env}")
+    say_started_set(rep, record)
     before = project_services(site, record.project)
     if run.check:
         for svc, status, message in stop_outcomes(before, None):
@@ -116,8 +143,11 @@ def stop_at(run: Run, site: Site, rep: Any) -> None:
         rep.ok(record.project, "no containers")
 
 
-def stop_step(run: Run) -> None:
-    stop_at(run, Site.here(run.c, run.stack), run.reporter)
+def stop_step(run: Run, targets: Any = None) -> None:
+    """`stop_at` at every target (on a host under its lock; here the task holds this stack's)."""
+    targets = targets or Here(run)
+    targets.each(lambda site, rep: stop_at(run, site, rep), title="stop", lock=True)
+    targets.finish()
 
 
 def restart_plan(before: dict[str, dict[str, Any]], mid: dict[str, dict[str, Any]],
@@ -152,7 +182,7 @@ def restart_at(run: Run, site: Site, rep: Any, services: list[str], timeout: int
         raise ConfigError(f"not part of the started set ({record.env}): {', '.join(unknown)}",
                           fix=f"use one of: {', '.join(known)}")
     targets = services or known
-    rep.task(f"restart {record.env}")
+    say_started_set(rep, record)
     if run.check:
         for svc in targets:
             rep.changed(svc, "would be restarted")
@@ -177,8 +207,11 @@ def restart_at(run: Run, site: Site, rep: Any, services: list[str], timeout: int
             rep.info(f"    {svc} | {line}")
 
 
-def restart_step(run: Run, services: list[str], timeout: int) -> None:
-    restart_at(run, Site.here(run.c, run.stack), run.reporter, services, timeout)
+def restart_step(run: Run, targets: Any, services: list[str], timeout: int) -> None:
+    """`restart_at` at every target (on a host under its lock; here the task holds this stack's)."""
+    targets = targets or Here(run)
+    targets.each(lambda site, rep: restart_at(run, site, rep, services, timeout), title="restart", lock=True)
+    targets.finish()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,5 +240,46 @@ def logs_at(run: Run, site: Site, services: list[str], tail: int, follow: bool, 
     return int(result.exited or 0)
 
 
-def logs_step(run: Run, services: list[str], tail: int, follow: bool) -> int:
-    return logs_at(run, Site.here(run.c, run.stack), services, tail, follow)
+def logs_step(run: Run, targets: Any, services: list[str], tail: int, follow: bool) -> int:
+    """`logs_at` at every target; returns the task's exit status.
+
+    The one step that does not run here through ``targets.each``: on this host its output is
+    Compose's own stream, with no heading and no recap (so ``inv logs | grep`` reads only log
+    lines), and Compose's exit status is the task's. On hosts each line starts with its host,
+    each host's outcome is a result in the recap, and ``--follow`` needs every host at once (a
+    follow never ends, so a host waiting for a fork would never be read) and a Ctrl-C that ends
+    the follows by closing their connections, so the workers return and the recap still prints.
+    """
+    targets = targets or Here(run)
+    if targets.local:
+        return logs_at(run, Site.here(run.c, run.stack), services, tail, follow)
+    import signal
+    import threading
+
+    lock = threading.Lock()   # one line at a time, whichever host wrote it
+    open_sites: list[Site] = []
+    interrupted = threading.Event()
+
+    def job(site: Site, rep: Any) -> None:
+        open_sites.append(site)
+        code = logs_at(run, site, services, tail, follow, prefix=site.name, lock=lock)
+        if interrupted.is_set():
+            rep.ok("logs", "stopped following (interrupted)")
+        else:
+            (rep.failed if code else rep.ok)("logs", f"`docker compose logs` exited {code}")
+
+    def stop_following(*_: Any) -> None:
+        interrupted.set()
+        for site in list(open_sites):
+            site.c.close()
+
+    if follow:
+        targets.forks = max(1, len(targets.selected))
+    previous = signal.signal(signal.SIGINT, stop_following) if follow else None
+    try:
+        targets.each(job, title="logs", lock=False)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    targets.finish()
+    return 0

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..engine.layout import BACKUPS_DIR, STATE_DIR
+from ..engine.layout import STATE_DIR, hand_edit_backup_dir
 
 # Compose reads these from the environment and would then disagree with the recorded set.
 COMPOSE_SCRUB = ("COMPOSE_FILE", "COMPOSE_PROFILES", "COMPOSE_PROJECT_NAME", "COMPOSE_PATH_SEPARATOR")
@@ -72,11 +72,6 @@ class Site:
     def state_dir(self) -> str:
         return self.path(STATE_DIR)
 
-    @property
-    def backups_dir(self) -> str:
-        """Where hand-edited files are kept before they are replaced (``.mmstack/backups``)."""
-        return self.path(STATE_DIR, BACKUPS_DIR)
-
     # -- commands ---------------------------------------------------------------------------
     def sh(self, command: str, *, stdin: str | bytes | None = None, timeout: float | None = None,
            stream: bool = False, out: Any = None, err: Any = None, pty: bool = False) -> Any:
@@ -120,15 +115,17 @@ class Site:
         a hand-edited file is kept in the site's backups first. Returns how many changed."""
         from ..engine.report import Status
 
+        backups = hand_edit_backup_dir(self.root)
+
         if not self.remote:
             from ..engine.files import converge_files
 
-            return converge_files(desired, reporter, check=check, backup_dir=Path(self.backups_dir))
+            return converge_files(desired, reporter, check=check, backup_dir=Path(backups))
         from ..remote.sync import sync_files
 
         changed = 0
         for result in sync_files(self.c, desired, check=check, diff=diff, host=self.name,
-                                 backup_dir=self.backups_dir):
+                                 backup_dir=backups):
             reporter.add(result)
             changed += result.status is Status.CHANGED
         return changed

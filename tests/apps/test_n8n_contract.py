@@ -13,12 +13,13 @@ n8n release (tests/realapps/n8n-app.sh), read from n8n's own code, never from a 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.support.httpjson import env_file
 from tests.support.n8n_app import installed_version, require_n8n
-from tests.support.stackcopy import make_stack_copy, run_inv
 
 pytestmark = pytest.mark.slow
 
@@ -26,15 +27,6 @@ ENVS = ("development", "production")
 ENV_DECORATOR = re.compile(r"""\bEnv\)\(\s*['"]([A-Z][A-Z0-9_]*)['"]""")
 PROCESS_ENV = re.compile(r"""process\.env(?:\.([A-Z][A-Z0-9_]*)|\[\s*['"]([A-Z][A-Z0-9_]*)['"]\s*\])""")
 DEPRECATED = re.compile(r"""envVar:\s*['"]([A-Z][A-Z0-9_]*)['"]""")
-
-
-def env_file(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            out[key] = value
-    return out
 
 
 def n8n_packages(root: Path) -> list[Path]:
@@ -75,15 +67,10 @@ def zod_enum(config_dist: Path, file: str, name: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dict[str, str]]]:
-    require_n8n()
-    stack = make_stack_copy(tmp_path_factory.mktemp("n8n-contract") / "stack")
-    out: dict[str, dict[str, dict[str, str]]] = {}
-    for env in ENVS:
-        proc = run_inv(stack, "setup", "--env", env)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        out[env] = {name: env_file(stack / "env" / env / f"{name}.env") for name in ("core", "n8n")}
-    return out
+def generated(set_up_stack: Callable[..., Path]) -> dict[str, dict[str, dict[str, str]]]:
+    stack = set_up_stack("n8n-contract", *ENVS)
+    return {env: {name: env_file(stack / "env" / env / f"{name}.env") for name in ("core", "n8n")}
+            for env in ENVS}
 
 
 def test_the_installed_release_is_the_one_the_schema_pins(interface: dict[str, object]) -> None:

@@ -18,8 +18,8 @@ import re
 import secrets as pysecrets
 import shutil
 import subprocess
-import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +28,14 @@ import yaml
 
 from tests.support.dockertest import labelled_resources, wait_healthy
 from tests.support.litellm_proxy import free_port
-from tests.support.n8n_app import get, require_n8n, run_n8n
-from tests.support.stackcopy import make_stack_copy, run_inv
+from tests.support.httpjson import env_file
+from tests.support.n8n_app import get, run_n8n
+from tests.support.stackcopy import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 ENV = "production"
 N8N_PORT = 5678
 BROWSER_ID = "mmstack-test-browser"
-
-
-def env_file(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            out[key] = value
-    return out
 
 
 class Stack:
@@ -58,13 +50,13 @@ class Stack:
                               if any(w in k for w in ("PASSWORD", "KEY", "SECRET")) and len(v) >= 8]
 
 
-def published_port(root: Path) -> int:
+def published_port() -> int:
     """A free loopback port for n8n whose offset from 5678 keeps every host port of the schema
     valid (mmstack refuses an offset that moves one past 65535)."""
     import random
     import socket
 
-    schema = yaml.safe_load((root / "schemas" / "compose-schema.yaml").read_text())
+    schema = yaml.safe_load((REPO / "schemas" / "compose-schema.yaml").read_text())
     highest = max(p.get("host") or 0 for spec in schema["services"].values() for p in spec.get("ports") or [])
     for _ in range(200):
         port = random.randint(20000, N8N_PORT + 65535 - highest)
@@ -78,16 +70,11 @@ def published_port(root: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    require_n8n()
-    root = make_stack_copy(tmp_path_factory.mktemp("n8n-app") / "stack")
+def stack(set_up_stack: Callable[..., Path]) -> Stack:
     # n8n listens where the stack publishes it: the schema's host port plus this offset, so
     # `inv verify`'s n8n checks find it at the address they compute.
-    port = published_port(root)
-    (root / "mmstack.yaml").write_text(yaml.safe_dump({"host_port_offset": port - N8N_PORT}))
-    proc = run_inv(root, "setup", "--env", ENV)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return Stack(root, port)
+    port = published_port()
+    return Stack(set_up_stack("n8n-app", ENV, settings={"host_port_offset": port - N8N_PORT}), port)
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,9 @@ def test_start_dev_brings_the_stack_to_healthy(live_stack: LiveStack) -> None:
 
     code, status = live_stack.inv_json("status")
     assert code == 0, status
+    # Here the document is the output itself; the per-host form (`status`, `hosts`) is --hosts'.
+    assert (status["environment"], status["project"]) == ("development", live_stack.project)
+    assert "status" not in status and "hosts" not in status, sorted(status)
     rows = {r["service"]: r for r in status["services"]}
     assert set(rows) == set(DEV) and "vllm" not in rows and ONE_SHOTS <= set(rows)
     assert all(r["state"] == "running" and r["health"] == "healthy"
@@ -127,6 +130,25 @@ def test_the_lifecycle_reaches_the_engine_only_through_the_docker_cli(live_stack
     assert started.get("postgres") == "started", started
     code, doc = inv("status")
     assert code == 0 and not [r for r in doc["services"] if r["failed"]], doc
+
+
+def test_logs_here_are_composes_own_stream_masked(live_stack: LiveStack) -> None:
+    from tests.remote.test_deploy import secret_values
+
+    # A stored secret written to redis's own output (its PID 1's stdout: what `docker logs` reads).
+    secret = sorted(secret_values(live_stack.root))[0]
+    live_stack.containers()["redis"].exec_run(["sh", "-c", f"echo leaked {secret} > /proc/1/fd/1"])
+    proc = live_stack.inv("logs", "--service", "redis", "--tail", "5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "leaked" in line]
+    assert lines and all("leaked ********" in line for line in lines), proc.stdout
+    assert secret not in proc.stdout + proc.stderr
+    # Here the output is the log lines alone (no heading, no recap, no host prefix)...
+    assert not [line for line in proc.stdout.splitlines()
+                if line.startswith(("TASK [", "RECAP", "PLAY RECAP", "localhost | "))], proc.stdout
+    # ...and Compose's exit status is the task's.
+    proc = live_stack.inv("logs", "--service", "no-such-service")
+    assert proc.returncode != 0 and "RECAP" not in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_postgres_password_from_the_store_logs_in(live_stack: LiveStack) -> None:

@@ -75,3 +75,20 @@ def gpu_fixtures() -> Path:
     if not FIXTURES_GPU.is_dir():
         pytest.skip(f"GPU fixtures not found at {FIXTURES_GPU}")
     return FIXTURES_GPU
+
+
+@pytest.fixture
+def shell_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every command sent to a host shell (`HostShell.send`) during the test, in order; the
+    real method still sends it."""
+    from tasks.remote.hostshell import HostShell
+
+    sent: list[str] = []
+    real = HostShell.send
+
+    def recording(self: HostShell, command: str) -> int:
+        sent.append(command)
+        return real(self, command)
+
+    monkeypatch.setattr(HostShell, "send", recording)
+    return sent

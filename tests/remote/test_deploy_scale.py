@@ -129,13 +129,14 @@ def test_hosts_with_other_gpus_get_their_own_rendering(farm: SshdFarm, stack: Pa
 
 
 def test_a_no_op_deploy_opens_one_channel_per_host(farm: SshdFarm, stack: Path, inventory_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   shell_requests: list[str],
                                                    capsys: pytest.CaptureFixture) -> None:
     run_deploy(stack, inventory_path, capsys)
     for host in farm.hosts:
         host.clear_log()
         (host.dir / "nvidia-smi.calls").unlink(missing_ok=True)
-    sent = record_shell_requests(monkeypatch)
+    shell_requests.clear()   # only the second (no-op) deploy's
+    sent = shell_requests
     doc = run_deploy(stack, inventory_path, capsys)
     assert all(r["changed"] == 0 for r in doc["hosts"]["recap"].values())
     for host in farm.hosts:
@@ -150,21 +151,6 @@ def test_a_no_op_deploy_opens_one_channel_per_host(farm: SshdFarm, stack: Path, 
     assert len(sent) == 2 * len(farm.hosts)
     assert sum("nvidia-smi" in c for c in sent) == len(farm.hosts)
     assert sum("sha256sum" in c and "stat -L -c" in c for c in sent) == len(farm.hosts)
-
-
-def record_shell_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every command sent to a host shell (the real method still sends it)."""
-    from tasks.remote.hostshell import HostShell
-
-    sent: list[str] = []
-    real = HostShell.send
-
-    def recording(self, command: str) -> int:
-        sent.append(command)
-        return real(self, command)
-
-    monkeypatch.setattr(HostShell, "send", recording)
-    return sent
 
 
 def test_tcp_nodelay_is_set_on_the_real_ssh_socket(farm: SshdFarm, inventory: Inventory) -> None:

@@ -47,18 +47,6 @@ def run_deploy(stack: Path, inventory: Path, capsys: pytest.CaptureFixture, **kw
     return json.loads(capsys.readouterr().out)
 
 
-def record_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    sent: list[str] = []
-    real = HostShell.send
-
-    def recording(self, command: str) -> int:
-        sent.append(command)
-        return real(self, command)
-
-    monkeypatch.setattr(HostShell, "send", recording)
-    return sent
-
-
 # -- the shell -------------------------------------------------------------------------------
 def test_commands_answer_like_run_and_can_be_sent_ahead(inventory: Inventory) -> None:
     h1 = inventory.select("h1")[0]
@@ -201,11 +189,11 @@ def test_a_hand_edited_file_is_kept_on_the_host(farm: SshdFarm, stack: Path, inv
 
 
 def test_nothing_secret_is_sent_to_the_shell(farm: SshdFarm, stack: Path, inventory_path: Path,
-                                             inventory: Inventory, monkeypatch: pytest.MonkeyPatch,
+                                             inventory: Inventory, shell_requests: list[str],
                                              capsys: pytest.CaptureFixture) -> None:
     from tests.remote.test_deploy import secret_values
 
-    sent = record_requests(monkeypatch)
+    sent = shell_requests
     doc = run_deploy(stack, inventory_path, capsys)
     assert all(r["changed"] > 0 for r in doc["hosts"]["recap"].values())
     assert any("mv -f --" in c for c in sent) and any("sha256sum" in c for c in sent)

@@ -129,6 +129,9 @@ def test_remote_deploy_brings_the_stack_up_through_ssh(
         # remote-status agrees with the engine.
         code, doc = run_json(capsys, remote_status, c, hosts="h1", inventory=inv)
         assert code == 0, doc
+        # On hosts: one document per host beside the recap, never this host's top-level form.
+        assert set(doc["status"]) == {"h1"} and set(doc["hosts"]["hosts"]) == {"h1"}
+        assert doc["status"]["h1"]["project"] == project and "services" not in doc, sorted(doc)
         rows = {r["service"]: r for r in doc["status"]["h1"]["services"]}
         assert set(rows) == set(ids) | ONE_SHOTS
         assert all(r["state"] == "running" and r["health"] == "healthy"

@@ -12,11 +12,12 @@ REPO = Path(__file__).resolve().parents[2]
 STACK_PARTS = ("tasks.py", "tasks", "schemas", "env-templates")
 
 
-def make_stack_copy(dest: Path) -> Path:
-    """Copy what a stack needs (task code, schema, templates) into ``dest``."""
+def make_stack_copy(dest: Path, source: Path = REPO) -> Path:
+    """Copy what a stack needs (task code, schema, templates) into ``dest``, from this checkout
+    or another one (``source``: the benchmarks' ``--baseline`` tree)."""
     dest.mkdir(parents=True, exist_ok=True)
     for part in STACK_PARTS:
-        src = REPO / part
+        src = source / part
         if src.is_dir():
             shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:
