@@ -11,23 +11,13 @@
 # port 5678. Label org.mmstack.test-image.hash is the sha256 of each one's inputs; an image whose
 # label matches is not rebuilt, so an edit of this script rebuilds only the small top.
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-LABEL=org.mmstack.test-image.hash
-DOCKER=${DOCKER:-docker}
 REF=mmstack-test/n8n:1
 APP_REF=mmstack-test/n8n-app:1
-BASE_REF=mmstack-test/trixie-base:1
-STANDIN_REF=mmstack-test/standin:1
-log() { echo "[test-images] $*" >&2; }
-die() { echo "[test-images] error: $*" >&2; exit 1; }
+NAME=n8n-image
+. "$(dirname "${BASH_SOURCE[0]}")/layered.sh"
 
 app=$(bash "$REPO/tests/realapps/n8n-app.sh" --check) || die "build n8n first (tests/realapps/n8n-app.sh)"
-FORCE=0; [ "${1:-}" = --force ] && FORCE=1
-exec 9>"${TMPDIR:-/tmp}/mmstack-test-images.lock"; flock 9
-
-label_of() { "$DOCKER" image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true; }
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/mmstack-n8n-image.XXXXXX"); trap 'rm -rf "$work"' EXIT
+layered_start "$@"
 
 # 1. The big, rarely changing part: the n8n install (274k files, about 3 GB; Docker's legacy
 #    builder copies it in about 20 minutes on 2 busy cores), rebuilt only when the install is.
@@ -53,7 +43,7 @@ DOCKERFILE
 fi
 
 # 2. The image's contract on top (seconds).
-hash=$( { echo "$base_hash"; cat "$0"; } | sha256sum | cut -c1-64)
+hash=$( { echo "$base_hash"; cat "$0" "$HERE/layered.sh"; } | sha256sum | cut -c1-64)
 if [ "$FORCE" = 0 ] && [ "$(label_of "$REF")" = "$hash" ]; then
   log "$REF is up to date"; echo "n8n=$REF"; exit 0
 fi

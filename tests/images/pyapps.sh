@@ -10,16 +10,10 @@
 # pyapps/entrypoint.sh). Label org.mmstack.test-image.hash is the sha256 of each one's inputs; an
 # image whose label matches is not rebuilt, so a stand-in edit rebuilds only the small top.
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-LABEL=org.mmstack.test-image.hash
-DOCKER=${DOCKER:-docker}
 REF=mmstack-test/pyapps:1
 APPS_REF=mmstack-test/pyapps-base:1
-BASE_REF=mmstack-test/trixie-base:1
-STANDIN_REF=mmstack-test/standin:1
-log() { echo "[test-images] $*" >&2; }
-die() { echo "[test-images] error: $*" >&2; exit 1; }
+NAME=pyapps
+. "$(dirname "${BASH_SOURCE[0]}")/layered.sh"
 
 litellm=$(bash "$REPO/tests/realapps/litellm-venv.sh" --check) || die "build the LiteLLM venv first (tests/realapps/litellm-venv.sh)"
 openwebui=$(bash "$REPO/tests/realapps/openwebui-venv.sh" --check) || die "build the Open WebUI venv first (tests/realapps/openwebui-venv.sh)"
@@ -28,11 +22,7 @@ python_home=$(dirname "$(dirname "$(readlink -f "$litellm/bin/python")")")
 [ "$python_home" = "$(dirname "$(dirname "$(readlink -f "$openwebui/bin/python")")")" ] ||
   die "the LiteLLM and Open WebUI venvs were made with different Pythons"
 
-FORCE=0; [ "${1:-}" = --force ] && FORCE=1
-exec 9>"${TMPDIR:-/tmp}/mmstack-test-images.lock"; flock 9
-
-label_of() { "$DOCKER" image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true; }
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/mmstack-pyapps.XXXXXX"); trap 'rm -rf "$work"' EXIT
+layered_start "$@"
 
 # 1. The big, rarely changing part: Python and the app venvs (a few minutes, once per venv build).
 base_hash=$( { "$DOCKER" image inspect --format '{{.Id}}' "$BASE_REF";
@@ -56,7 +46,7 @@ fi
 
 # 2. The entrypoint and the stand-ins on top (seconds).
 hash=$( { echo "$base_hash"; "$DOCKER" image inspect --format '{{.Id}}' "$STANDIN_REF";
-          cat "$HERE/pyapps/entrypoint.sh" "$0" "$REPO/tests/support/openai_standin.py" "$HERE"/pyapps/standins/*.py; } |
+          cat "$HERE/pyapps/entrypoint.sh" "$0" "$HERE/layered.sh" "$REPO/tests/support/openai_standin.py" "$HERE"/pyapps/standins/*.py; } |
         sha256sum | cut -c1-64)
 if [ "$FORCE" = 0 ] && [ "$(label_of "$REF")" = "$hash" ]; then
   log "$REF is up to date"; echo "pyapps=$REF"; exit 0

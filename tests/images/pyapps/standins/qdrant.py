@@ -11,7 +11,6 @@ Answers are Qdrant's envelope {"result", "status": "ok", "time"}."""
 import math
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import Handler, serve  # noqa: E402

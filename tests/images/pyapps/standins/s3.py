@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import sys
-from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import Handler, serve  # noqa: E402
