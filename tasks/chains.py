@@ -112,22 +112,11 @@ def rotate_secrets_chain(run: Run, stack: Any, *, service: str | None, env: str 
     """Rotate the chosen secrets (re-keying every running PostgreSQL of the environment: here
     and on ``hosts``, a `remote.hosttargets.Hosts`), then re-render the affected env files so
     the restart the report asks for picks up the new values."""
-    from dataclasses import replace
-
     from .secrets.rotation import rotate_secrets_step
     from .stack.rekey import rekeying
     from .stack.targets import Here
 
-    places = [Here(run)] + ([hosts] if hosts is not None else [])
-    rekey = rekeying(places)
-    if hosts is not None:
-        hook = rekey.hooks["postgres_password"]
-
-        def hosts_of(e: str) -> list[str]:
-            found = set(hook.deployed.get(e, ()))  # type: ignore[attr-defined]
-            return [h.name for h in hosts.selected if h.environment == e or h.name in found]
-
-        rekey = replace(rekey, hosts=hosts_of)
+    rekey = rekeying([Here(run)] + ([hosts] if hosts is not None else []))
     with run.locked():
         try:
             # The lifecycle re-keys a running PostgreSQL and knows which services are running.

@@ -42,11 +42,20 @@ POSTGRES_VOLUME = "postgres-data"  # the schema's volume name (label com.docker.
 
 def rekeying(places: Sequence[Any] | None = None) -> "Rekeying":
     """What rotate-secrets gets from the lifecycle: the PostgreSQL hook over ``places`` (default:
-    this host only) and the running probe."""
+    this host only), the running probe, and, with hosts among the places, which of them run an
+    environment (the inventory says so, or the hook found its start record there)."""
     from ..secrets.rotation import Rekeying
 
-    return Rekeying(hooks={"postgres_password": PostgresPassword(list(places or ()))},
-                    running=running_services)
+    places = list(places or ())
+    hook = PostgresPassword(places)
+    hosts = [h for place in places if not place.local for h in place.selected]
+
+    def hosts_of(env: str) -> list[str]:
+        found = set(hook.deployed.get(env, ()))
+        return [h.name for h in hosts if h.environment == env or h.name in found]
+
+    return Rekeying(hooks={"postgres_password": hook}, running=running_services,
+                    hosts=hosts_of if hosts else None)
 
 
 # ----------------------------------------------------------------------------------------------
