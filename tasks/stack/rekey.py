@@ -60,26 +60,22 @@ def rekeying(places: Sequence[Any] | None = None) -> "Rekeying":
 
 # ----------------------------------------------------------------------------------------------
 
-def _started_env(run: Any) -> str | None:
-    from .state import load_record
-
-    try:
-        record = load_record(run.state_dir)
-    except Exception:  # noqa: BLE001
-        return None
-    return record.env if record else None
-
-
 def running_services(run: Any, stack: Any, env: str) -> set[str] | None:
     """Services of the project running here for ``env``; None when that cannot be known."""
+    from ..engine.errors import ConfigError
     from .resources import containers
+    from .state import read_record
 
-    started = _started_env(run)
+    site = Site.here(run.c, run.stack)
     try:
-        found = containers(Site.here(run.c, run.stack), stack.project)
+        record = read_record(site)
+    except ConfigError:   # an unreadable record: which environment runs is not known
+        record = None
+    try:
+        found = containers(site, stack.project)
     except DockerError:
         return None
-    if started is not None and started != env:
+    if record is not None and record.env != env:
         return set()
     return {c.service for c in found if c.state == "running"}
 

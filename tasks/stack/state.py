@@ -43,10 +43,6 @@ class StartRecord:
                    project=str(data["project"]), compose=tuple(data.get("compose") or ()))
 
 
-def record_path(state_dir: Path) -> Path:
-    return Path(state_dir) / RECORD_FILE
-
-
 def parse_record(text: str, where: str) -> StartRecord:
     """Pure: the record's JSON; unreadable -> a ConfigError naming ``where`` and the fix."""
     try:
@@ -54,16 +50,6 @@ def parse_record(text: str, where: str) -> StartRecord:
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"the last-start record is unreadable ({exc})", file=where,
                           fix="delete it and start the stack again with `inv start-<env>`") from None
-
-
-def load_record(state_dir: Path) -> StartRecord | None:
-    """The record in this machine's ``state_dir`` (for steps that have no site)."""
-    path = record_path(state_dir)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    return parse_record(text, str(path))
 
 
 def site_record_path(site: Any) -> str:
